@@ -1,0 +1,12 @@
+/* renflow — normalizing flows for EEG and biomedical time series. Public API. */
+#ifndef RENFLOW_H
+#define RENFLOW_H
+
+#include "renflow/core.h"
+#include "renflow/nn.h"
+#include "renflow/flow.h"
+#include "renflow/model.h"
+#include "renflow/data.h"
+#include "renflow/train.h"
+
+#endif

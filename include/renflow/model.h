@@ -1,0 +1,106 @@
+/* renflow model: a flow (stack of layers + base distribution), its parameter buffers,
+ * data standardisation, workspaces, and the versioned model file. */
+#ifndef RENFLOW_MODEL_H
+#define RENFLOW_MODEL_H
+
+#include "renflow/core.h"
+#include "renflow/flow.h"
+
+typedef enum {
+    RF_FLOW_REALNVP = 0, /* ActNorm + affine coupling + reversal          */
+    RF_FLOW_GLOW = 1,    /* ActNorm + LU 1x1 + affine coupling             */
+    RF_FLOW_MAF = 2,     /* MADE affine + reversal                        */
+    RF_FLOW_NSF = 3,     /* ActNorm + LU 1x1 + RQ-spline coupling          */
+    RF_FLOW_NSF_AR = 4   /* ActNorm + RQ-spline autoregressive + reversal */
+} rf_flow_type;
+const char *rf_flow_type_name(rf_flow_type t);
+int rf_flow_type_parse(const char *s, rf_flow_type *out);
+
+typedef struct rf_flow_spec {
+    rf_flow_type type;
+    int D;
+    int blocks;
+    int hidden;
+    int n_hidden; /* hidden layers per conditioner */
+    rf_act act;
+    int residual;
+    int bins;
+    float bound;
+    float clamp;
+    rf_base_kind base;
+    int n_classes;
+} rf_flow_spec;
+/* Defaults for a given type and dimension. */
+void rf_flow_spec_default(rf_flow_spec *s, rf_flow_type type, int D);
+int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e);
+
+typedef struct rf_flow {
+    rf_flow_spec spec;
+    int D;
+    int n_layers;
+    rf_layer **layers;
+    rf_base base;
+    size_t n_params;
+    float *params;
+    float *grads;
+    /* Standardisation applied before the first layer: u = (x - shift) / scale.
+     * Its log-determinant (-sum log scale) is part of log p(x). */
+    float *shift;
+    float *scale;
+    uint64_t seed;       /* the run's seed, recorded in the file */
+    struct cJSON *meta;  /* free-form provenance (training summary, data hash, ...) */
+} rf_flow;
+
+/* Builds the layer stack for spec and initialises parameters from rng. */
+rf_flow *rf_flow_create(const rf_flow_spec *spec, rf_rng *rng, rf_err *e);
+void rf_flow_free(rf_flow *f);
+/* Runs the data-dependent initialisation (ActNorm) on a batch of data. */
+int rf_flow_data_init(rf_flow *f, int n, const float *x, rf_err *e);
+
+/* Workspace: everything the flow needs for batches up to max_batch, allocated once.
+ * memory_saving = 1: the forward keeps no per-layer activations; the backward reconstructs each
+ * layer's input from its output with the inverse and recomputes that layer's cache. */
+typedef struct rf_flow_ws rf_flow_ws;
+rf_flow_ws *rf_flow_ws_create(const rf_flow *f, int max_batch, int memory_saving, rf_err *e);
+void rf_flow_ws_free(rf_flow_ws *w);
+size_t rf_flow_ws_bytes(const rf_flow_ws *w);
+
+/* x -> z (standardisation included); logdet[i] = total log|det dz/dx| (may be NULL). */
+void rf_flow_forward(const rf_flow *f, rf_flow_ws *w, int n, const float *x, float *z,
+                     float *logdet);
+/* z -> x; logdet[i] = log|det dz/dx| evaluated at the produced x (may be NULL). */
+void rf_flow_inverse(const rf_flow *f, rf_flow_ws *w, int n, const float *z, float *x,
+                     float *logdet);
+/* logp[i] = log p(x_i) (or log p(x_i | y_i) when labels are given for a class-conditional base;
+ * with labels NULL a class-conditional base gives the marginal log sum_c p(x|c) p(c)). */
+void rf_flow_log_prob(const rf_flow *f, rf_flow_ws *w, int n, const float *x, const int *labels,
+                      float *logp);
+/* Mean negative log-likelihood over the batch, and its gradient accumulated into f->grads
+ * (which the caller zeroes). Returns the loss. ce_weight > 0 (class-conditional only) adds
+ * ce_weight * mean cross-entropy of p(y|x) (hybrid loss). */
+double rf_flow_loss_grad(rf_flow *f, rf_flow_ws *w, int n, const float *x, const int *labels,
+                         float ce_weight);
+/* Draws n samples (labels may be NULL). */
+void rf_flow_sample(const rf_flow *f, rf_flow_ws *w, int n, const int *labels, rf_rng *rng,
+                    float *x);
+/* For class-conditional flows: out[i*C + c] = log p(c | x_i) with uniform class prior
+ * unless log_prior (C values) is given. */
+void rf_flow_class_log_posterior(const rf_flow *f, rf_flow_ws *w, int n, const float *x,
+                                 const float *log_prior, float *out);
+
+/* ---- model file (.rf) ----
+ * Layout (little-endian):
+ *   "RENFLOW\0" magic (8) | u32 format version | u32 header-json length | header JSON
+ *   | u64 n_params | float32 params[n_params] | float32 shift[D] | float32 scale[D]
+ *   | 32-byte SHA-256 of everything before it.
+ * Written atomically. Loading verifies every field and the checksum. */
+#define RF_MODEL_FORMAT_VERSION 1u
+int rf_flow_save(const rf_flow *f, const char *path, rf_err *e);
+rf_flow *rf_flow_load(const char *path, rf_err *e);
+/* Same, from memory (used by the loader and by tests). */
+rf_flow *rf_flow_load_mem(const unsigned char *buf, size_t len, const char *name, rf_err *e);
+/* Architecture JSON (spec + layers). Caller frees with cJSON_Delete. */
+struct cJSON *rf_flow_spec_to_json(const rf_flow_spec *s);
+int rf_flow_spec_from_json(const struct cJSON *j, rf_flow_spec *s, rf_err *e);
+
+#endif

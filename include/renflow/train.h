@@ -1,0 +1,74 @@
+/* renflow train: AdamW, gradient clipping, warm-up + cosine schedule, early stopping,
+ * best-model and interrupt checkpoints, resume. */
+#ifndef RENFLOW_TRAIN_H
+#define RENFLOW_TRAIN_H
+
+#include "renflow/core.h"
+#include "renflow/model.h"
+#include "renflow/data.h"
+
+typedef struct rf_adam {
+    size_t n;
+    float *m, *v;
+    long step;
+    float beta1, beta2, eps;
+} rf_adam;
+int rf_adam_init(rf_adam *a, size_t n, rf_err *e);
+void rf_adam_free(rf_adam *a);
+/* One AdamW step: p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p). */
+void rf_adam_step(rf_adam *a, float *params, const float *grads, float lr, float weight_decay);
+/* Scales grads so their global L2 norm is at most max_norm (if > 0); returns the norm before. */
+double rf_clip_grad_norm(float *grads, size_t n, double max_norm);
+/* Learning rate at step t of total: linear warm-up over `warmup` steps, then cosine to
+ * lr * min_ratio (cosine = 0: constant after warm-up). */
+double rf_lr_schedule(double lr, long t, long total, long warmup, int cosine, double min_ratio);
+
+typedef struct rf_train_cfg {
+    int epochs;
+    int batch;
+    float lr;
+    float weight_decay;
+    float clip;          /* max gradient norm, 0 = off */
+    float warmup_frac;   /* fraction of total steps */
+    int cosine;
+    int patience;        /* epochs without validation improvement before stopping; 0 = off */
+    int memory_saving;
+    int max_bad_steps;   /* consecutive non-finite steps before giving up */
+    float ce_weight;     /* hybrid loss weight for class-conditional flows */
+    uint64_t seed;
+    int threads;
+    const char *out_path;        /* best model written here (atomically) */
+    const char *checkpoint_path; /* training state for --resume; NULL = out_path + ".ckpt" */
+    int resume;
+    int progress;                /* print progress lines on stderr */
+    /* Set asynchronously (e.g. by a SIGINT handler) to ask for a checkpoint and stop. */
+    volatile int *stop_flag;
+} rf_train_cfg;
+void rf_train_cfg_default(rf_train_cfg *c);
+
+typedef struct rf_train_result {
+    int epochs_run;
+    int best_epoch;
+    double best_val_nll;  /* nats per example */
+    double final_train_nll;
+    long steps;
+    long skipped_steps;   /* non-finite losses/gradients that never reached the model */
+    double seconds;
+    double samples_per_sec;
+    int interrupted;
+    int early_stopped;
+    /* per-epoch curves (epochs_run values each, malloc'd) */
+    double *train_curve, *val_curve;
+} rf_train_result;
+void rf_train_result_free(rf_train_result *r);
+
+/* Trains f on train (and labels, may be NULL) and validates on val each epoch. The best
+ * validation model is kept in f on return and saved to cfg->out_path. */
+int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const rf_matrix *val,
+             const int *val_labels, const rf_train_cfg *cfg, rf_train_result *res, rf_err *e);
+
+/* Mean NLL (nats per example) of a data set, in batches. */
+double rf_eval_nll(const rf_flow *f, rf_flow_ws *w, const rf_matrix *m, const int *labels,
+                   float *per_sample /* may be NULL */);
+
+#endif
