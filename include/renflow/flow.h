@@ -122,9 +122,13 @@ void rf_base_log_prob(const rf_base *b, const float *params, int n, const float 
 /* out[i * C + c] = log p(z_i | c), class-conditional only. */
 void rf_base_log_prob_classes(const rf_base *b, const float *params, int n, const float *z,
                               float *out);
-/* Given dlogp[i] = dL/dlogp_i: writes dz (+= if accumulate) and accumulates dparams. */
+/* Given dlogp[i] = dL/dlogp_i: overwrites dz with dL/dz and accumulates dparams. */
 void rf_base_backward(const rf_base *b, const float *params, int n, const float *z,
                       const int *labels, const float *dlogp, float *dz, float *dparams);
+/* Class-conditional: given G[i*C + c] = dL/dlog p(z_i | c) for every class: overwrites dz
+ * and accumulates dparams. */
+void rf_base_backward_classes(const rf_base *b, const float *params, int n, const float *z,
+                              const float *G, float *dz, float *dparams);
 /* Draws z (labels may be NULL for class-conditional: then classes drawn uniformly). */
 void rf_base_sample(const rf_base *b, const float *params, int n, const int *labels, rf_rng *rng,
                     float *z);

@@ -7,11 +7,12 @@
 #include "renflow/flow.h"
 
 typedef enum {
-    RF_FLOW_REALNVP = 0, /* ActNorm + affine coupling + reversal          */
-    RF_FLOW_GLOW = 1,    /* ActNorm + LU 1x1 + affine coupling             */
-    RF_FLOW_MAF = 2,     /* MADE affine + reversal                        */
-    RF_FLOW_NSF = 3,     /* ActNorm + LU 1x1 + RQ-spline coupling          */
-    RF_FLOW_NSF_AR = 4   /* ActNorm + RQ-spline autoregressive + reversal */
+    /* one block of each type: */
+    RF_FLOW_REALNVP = 0, /* ActNorm + affine coupling (parity alternates per block) */
+    RF_FLOW_GLOW = 1,    /* ActNorm + LU 1x1 + affine coupling                      */
+    RF_FLOW_MAF = 2,     /* ActNorm + MADE affine + reversal                        */
+    RF_FLOW_NSF = 3,     /* ActNorm + LU 1x1 + RQ-spline coupling                   */
+    RF_FLOW_NSF_AR = 4   /* ActNorm + LU 1x1 + RQ-spline autoregressive (MADE)      */
 } rf_flow_type;
 const char *rf_flow_type_name(rf_flow_type t);
 int rf_flow_type_parse(const char *s, rf_flow_type *out);
@@ -96,6 +97,8 @@ void rf_flow_class_log_posterior(const rf_flow *f, rf_flow_ws *w, int n, const f
  * Written atomically. Loading verifies every field and the checksum. */
 #define RF_MODEL_FORMAT_VERSION 1u
 int rf_flow_save(const rf_flow *f, const char *path, rf_err *e);
+/* The file's bytes in memory (malloc'd), e.g. to embed in a checkpoint. */
+int rf_flow_to_bytes(const rf_flow *f, unsigned char **buf, size_t *len, rf_err *e);
 rf_flow *rf_flow_load(const char *path, rf_err *e);
 /* Same, from memory (used by the loader and by tests). */
 rf_flow *rf_flow_load_mem(const unsigned char *buf, size_t len, const char *name, rf_err *e);

@@ -35,6 +35,9 @@ typedef struct rf_train_cfg {
     int memory_saving;
     int max_bad_steps;   /* consecutive non-finite steps before giving up */
     float ce_weight;     /* hybrid loss weight for class-conditional flows */
+    int standardize;     /* 0 none, 1 mean/std, 2 robust (median, IQR) — fitted on train only */
+    int init_batch;      /* rows used for the data-dependent (ActNorm) initialisation */
+    long max_steps;      /* stop (with a checkpoint, as if interrupted) after this many steps; 0 = off */
     uint64_t seed;
     int threads;
     const char *out_path;        /* best model written here (atomically) */

@@ -23,7 +23,15 @@ int rf_err_prefix(rf_err *e, int code, const char *fmt, ...) {
     va_end(ap);
     char old[sizeof e->msg];
     memcpy(old, e->msg, sizeof old);
-    snprintf(e->msg, sizeof e->msg, "%s: %s", prefix, old);
+    size_t k = strlen(prefix);
+    if (k > sizeof e->msg - 3) k = sizeof e->msg - 3;
+    memcpy(e->msg, prefix, k);
+    e->msg[k] = ':';
+    e->msg[k + 1] = ' ';
+    size_t room = sizeof e->msg - k - 2;
+    size_t m = strnlen(old, room - 1);
+    memcpy(e->msg + k + 2, old, m);
+    e->msg[k + 2 + m] = '\0';
     if (e->code == RF_OK) e->code = code;
     return e->code;
 }

@@ -1,0 +1,161 @@
+/* Base distributions of the latent space:
+ *   normal: N(0, I), no parameters;
+ *   diag:   N(mu, diag(sigma^2)), params [mu(D), log sigma(D)];
+ *   class:  one diagonal Gaussian per class, params [mu(C x D), log sigma(C x D)], so that
+ *           log p(x | y) and p(y | x) follow from the flow (a generative classifier). */
+#include <math.h>
+#include <string.h>
+
+#include "renflow/flow.h"
+
+#define LOG_2PI 1.8378770664093453
+
+const char *rf_base_kind_name(rf_base_kind k) {
+    switch (k) {
+    case RF_BASE_NORMAL: return "normal";
+    case RF_BASE_DIAG: return "diag";
+    case RF_BASE_CLASS: return "class";
+    }
+    return "?";
+}
+
+int rf_base_kind_parse(const char *s, rf_base_kind *out) {
+    for (int k = 0; k <= RF_BASE_CLASS; k++)
+        if (strcmp(s, rf_base_kind_name((rf_base_kind)k)) == 0) {
+            *out = (rf_base_kind)k;
+            return RF_OK;
+        }
+    return RF_EARG;
+}
+
+int rf_base_init(rf_base *b, rf_base_kind kind, int D, int n_classes, rf_err *e) {
+    memset(b, 0, sizeof *b);
+    if (D < 1) return rf_err_set(e, RF_EARG, "base: dimension must be >= 1, got %d", D);
+    b->kind = kind;
+    b->D = D;
+    switch (kind) {
+    case RF_BASE_NORMAL: break;
+    case RF_BASE_DIAG: b->n_params = 2 * (size_t)D; break;
+    case RF_BASE_CLASS:
+        if (n_classes < 2 || n_classes > 1000)
+            return rf_err_set(e, RF_EARG, "class-conditional base: classes must be in [2, 1000], got %d",
+                              n_classes);
+        b->n_classes = n_classes;
+        b->n_params = 2 * (size_t)D * n_classes;
+        break;
+    default: return rf_err_set(e, RF_EARG, "base: unknown kind %d", (int)kind);
+    }
+    return RF_OK;
+}
+
+/* Class means start spread out (N(0, 1) draws) so classes are separable from the first step;
+ * scales start at 1. The diagonal base starts as N(0, I). */
+void rf_base_init_params(const rf_base *b, float *p, rf_rng *rng) {
+    if (b->kind == RF_BASE_NORMAL) return;
+    const size_t m = b->n_params / 2;
+    for (size_t i = 0; i < m; i++) {
+        p[i] = b->kind == RF_BASE_CLASS ? (float)rf_rng_normal(rng) : 0.0f;
+        p[m + i] = 0.0f;
+    }
+}
+
+/* log N(z; mu, sigma) summed over dimensions; mu/ls may be NULL for the standard normal. */
+static double gauss_logp(int D, const float *z, const float *mu, const float *ls) {
+    double t = 0;
+    for (int j = 0; j < D; j++) {
+        double m = mu ? mu[j] : 0.0, l = ls ? ls[j] : 0.0;
+        double u = (z[j] - m) * exp(-l);
+        t += -0.5 * u * u - l;
+    }
+    return t - 0.5 * D * LOG_2PI;
+}
+
+/* dz += g * d/dz, dmu += g * d/dmu, dls += g * d/dls of gauss_logp (mu/ls NULL: dz only). */
+static void gauss_backward(int D, const float *z, const float *mu, const float *ls, double g,
+                           float *dz, float *dmu, float *dls) {
+    for (int j = 0; j < D; j++) {
+        double m = mu ? mu[j] : 0.0, l = ls ? ls[j] : 0.0;
+        double is = exp(-l), u = (z[j] - m) * is;
+        dz[j] += (float)(-g * u * is);
+        if (dmu) dmu[j] += (float)(g * u * is);
+        if (dls) dls[j] += (float)(g * (u * u - 1.0));
+    }
+}
+
+static void class_params(const rf_base *b, const float *p, int c, const float **mu, const float **ls) {
+    const size_t m = b->n_params / 2;
+    if (b->kind == RF_BASE_NORMAL) {
+        *mu = *ls = NULL;
+    } else {
+        *mu = p + (size_t)c * b->D;
+        *ls = p + m + (size_t)c * b->D;
+    }
+}
+
+void rf_base_log_prob(const rf_base *b, const float *p, int n, const float *z, const int *labels,
+                      float *logp) {
+    const int D = b->D;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++) {
+        const float *mu, *ls;
+        class_params(b, p, b->kind == RF_BASE_CLASS ? labels[i] : 0, &mu, &ls);
+        logp[i] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls);
+    }
+}
+
+void rf_base_log_prob_classes(const rf_base *b, const float *p, int n, const float *z, float *out) {
+    const int D = b->D, C = b->n_classes;
+#pragma omp parallel for schedule(static)
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float *mu, *ls;
+            class_params(b, p, c, &mu, &ls);
+            out[(size_t)i * C + c] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls);
+        }
+}
+
+void rf_base_backward(const rf_base *b, const float *p, int n, const float *z, const int *labels,
+                      const float *dlogp, float *dz, float *dp) {
+    const int D = b->D;
+    const size_t m = b->n_params / 2;
+    memset(dz, 0, sizeof(float) * (size_t)n * D);
+    for (int i = 0; i < n; i++) {
+        const int c = b->kind == RF_BASE_CLASS ? labels[i] : 0;
+        const float *mu, *ls;
+        class_params(b, p, c, &mu, &ls);
+        float *dmu = mu ? dp + (size_t)c * D : NULL, *dls = mu ? dp + m + (size_t)c * D : NULL;
+        gauss_backward(D, z + (size_t)i * D, mu, ls, dlogp[i], dz + (size_t)i * D, dmu, dls);
+    }
+}
+
+void rf_base_backward_classes(const rf_base *b, const float *p, int n, const float *z,
+                              const float *G, float *dz, float *dp) {
+    const int D = b->D, C = b->n_classes;
+    const size_t m = b->n_params / 2;
+    memset(dz, 0, sizeof(float) * (size_t)n * D);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++) {
+            const float g = G[(size_t)i * C + c];
+            if (g == 0.0f) continue;
+            const float *mu, *ls;
+            class_params(b, p, c, &mu, &ls);
+            gauss_backward(D, z + (size_t)i * D, mu, ls, g, dz + (size_t)i * D,
+                           dp + (size_t)c * D, dp + m + (size_t)c * D);
+        }
+}
+
+void rf_base_sample(const rf_base *b, const float *p, int n, const int *labels, rf_rng *rng,
+                    float *z) {
+    const int D = b->D;
+    for (int i = 0; i < n; i++) {
+        int c = 0;
+        if (b->kind == RF_BASE_CLASS)
+            c = labels ? labels[i] : (int)rf_rng_below(rng, (uint64_t)b->n_classes);
+        const float *mu, *ls;
+        class_params(b, p, c, &mu, &ls);
+        for (int j = 0; j < D; j++) {
+            double eps = rf_rng_normal(rng);
+            z[(size_t)i * D + j] = mu ? (float)(mu[j] + exp(ls[j]) * eps) : (float)eps;
+        }
+    }
+}

@@ -1,0 +1,212 @@
+/* The flow container: spec -> layer stack + base distribution, one contiguous parameter
+ * buffer and one gradient buffer, and the data standardisation in front. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/json_util.h"
+#include "flow_internal.h"
+#include "renflow/model.h"
+
+static const char *const flow_names[] = {"realnvp", "glow", "maf", "nsf", "nsf-ar"};
+
+const char *rf_flow_type_name(rf_flow_type t) {
+    return (unsigned)t < sizeof flow_names / sizeof *flow_names ? flow_names[t] : "?";
+}
+
+int rf_flow_type_parse(const char *s, rf_flow_type *out) {
+    for (size_t i = 0; i < sizeof flow_names / sizeof *flow_names; i++)
+        if (strcmp(s, flow_names[i]) == 0) {
+            *out = (rf_flow_type)i;
+            return RF_OK;
+        }
+    return RF_EARG;
+}
+
+void rf_flow_spec_default(rf_flow_spec *s, rf_flow_type type, int D) {
+    memset(s, 0, sizeof *s);
+    s->type = type;
+    s->D = D;
+    s->blocks = 5;
+    s->hidden = 64;
+    s->n_hidden = 2;
+    s->act = RF_ACT_RELU;
+    s->residual = 0;
+    s->bins = 8;
+    s->bound = 5.0f;
+    s->clamp = 3.0f;
+    s->base = RF_BASE_NORMAL;
+    s->n_classes = 0;
+}
+
+int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e) {
+    if ((unsigned)s->type > RF_FLOW_NSF_AR)
+        return rf_err_set(e, RF_EARG, "unknown flow type %d", (int)s->type);
+    if (s->D < 1 || s->D > 100000) return rf_err_set(e, RF_EARG, "dimension must be in [1, 100000], got %d", s->D);
+    if ((s->type == RF_FLOW_REALNVP || s->type == RF_FLOW_GLOW || s->type == RF_FLOW_NSF) && s->D < 2)
+        return rf_err_set(e, RF_EARG, "flow %s needs at least 2 dimensions (got %d); use maf or nsf-ar",
+                          rf_flow_type_name(s->type), s->D);
+    if (s->blocks < 1 || s->blocks > 1000) return rf_err_set(e, RF_EARG, "blocks must be in [1, 1000], got %d", s->blocks);
+    if (s->hidden < 1 || s->hidden > 65536) return rf_err_set(e, RF_EARG, "hidden must be in [1, 65536], got %d", s->hidden);
+    if (s->n_hidden < 1 || s->n_hidden > 64) return rf_err_set(e, RF_EARG, "hidden layers must be in [1, 64], got %d", s->n_hidden);
+    if (s->bins < 2 || s->bins > 64) return rf_err_set(e, RF_EARG, "bins must be in [2, 64], got %d", s->bins);
+    if (!(s->bound > 0 && s->bound < 1e4f)) return rf_err_set(e, RF_EARG, "bound must be in (0, 1e4), got %g", (double)s->bound);
+    if (!(s->clamp >= 0 && s->clamp < 100)) return rf_err_set(e, RF_EARG, "clamp must be in [0, 100), got %g", (double)s->clamp);
+    if (s->base == RF_BASE_CLASS && (s->n_classes < 2 || s->n_classes > 1000))
+        return rf_err_set(e, RF_EARG, "class-conditional base needs 2..1000 classes, got %d", s->n_classes);
+    return RF_OK;
+}
+
+/* Appends the layers of one block to out[*k]. */
+static int add_block(const rf_flow_spec *s, int b, rf_rng *rng, rf_layer **out, int *k, rf_err *e) {
+    const int D = s->D;
+    rf_mlp_cfg cond = {.hidden = s->hidden, .n_hidden = s->n_hidden, .act = s->act, .residual = s->residual};
+    rf_coupling_cfg cc = {.D = D, .parity = 0, .cond = cond, .clamp = s->clamp, .bins = s->bins, .bound = s->bound};
+    rf_ar_cfg ac = {.D = D, .made = {.hidden = s->hidden, .n_hidden = s->n_hidden, .act = s->act, .residual = s->residual},
+                    .clamp = s->clamp, .bins = s->bins, .bound = s->bound};
+#define ADD(expr)                                   \
+    do {                                            \
+        if (!(out[*k] = (expr))) return e ? e->code : RF_EARG; \
+        (*k)++;                                     \
+    } while (0)
+    ADD(rf_actnorm_create(D, e));
+    switch (s->type) {
+    case RF_FLOW_REALNVP:
+        cc.parity = b % 2;
+        ADD(rf_affine_coupling_create(&cc, e));
+        break;
+    case RF_FLOW_GLOW:
+        ADD(rf_lu_linear_create(D, rng, e));
+        ADD(rf_affine_coupling_create(&cc, e));
+        break;
+    case RF_FLOW_MAF:
+        ADD(rf_maf_affine_create(&ac, e));
+        ADD(rf_reverse_create(D, e));
+        break;
+    case RF_FLOW_NSF:
+        ADD(rf_lu_linear_create(D, rng, e));
+        ADD(rf_spline_coupling_create(&cc, e));
+        break;
+    case RF_FLOW_NSF_AR:
+        ADD(rf_lu_linear_create(D, rng, e));
+        ADD(rf_maf_spline_create(&ac, e));
+        break;
+    }
+#undef ADD
+    return RF_OK;
+}
+
+/* Assigns offsets, allocates parameters, gradients and standardisation. */
+static int flow_finish(rf_flow *f, rf_err *e) {
+    size_t off = 0;
+    for (int k = 0; k < f->n_layers; k++) {
+        f->layers[k]->offset = off;
+        off += f->layers[k]->n_params;
+    }
+    f->base.offset = off;
+    off += f->base.n_params;
+    f->n_params = off;
+    f->params = rf_floats(off, e);
+    f->grads = rf_floats(off, e);
+    f->shift = rf_floats((size_t)f->D, e);
+    f->scale = rf_floats((size_t)f->D, e);
+    if (!f->params || !f->grads || !f->shift || !f->scale) return e ? e->code : RF_ENOMEM;
+    for (int j = 0; j < f->D; j++) f->scale[j] = 1.0f;
+    return RF_OK;
+}
+
+rf_flow *rf_flow_alloc_layers(const rf_flow_spec *spec, int n_layers, rf_err *e) {
+    rf_flow *f = rf_zalloc(sizeof *f, e);
+    if (!f) return NULL;
+    f->spec = *spec;
+    f->D = spec->D;
+    f->layers = rf_zalloc(sizeof(rf_layer *) * (size_t)(n_layers > 0 ? n_layers : 1), e);
+    if (!f->layers) {
+        free(f);
+        return NULL;
+    }
+    return f;
+}
+
+int rf_flow_assemble(rf_flow *f, rf_err *e) {
+    int rc = rf_base_init(&f->base, f->spec.base, f->D, f->spec.n_classes, e);
+    if (rc) return rc;
+    return flow_finish(f, e);
+}
+
+rf_flow *rf_flow_create(const rf_flow_spec *spec, rf_rng *rng, rf_err *e) {
+    if (rf_flow_spec_check(spec, e) != RF_OK) return NULL;
+    rf_flow *f = rf_flow_alloc_layers(spec, 3 * spec->blocks, e);
+    if (!f) return NULL;
+    f->seed = rng->seed;
+    for (int b = 0; b < spec->blocks; b++)
+        if (add_block(spec, b, rng, f->layers, &f->n_layers, e) != RF_OK) {
+            rf_flow_free(f);
+            return NULL;
+        }
+    if (rf_flow_assemble(f, e) != RF_OK) {
+        rf_flow_free(f);
+        return NULL;
+    }
+    for (int k = 0; k < f->n_layers; k++) {
+        rf_layer *l = f->layers[k];
+        if (l->ops->init_params) l->ops->init_params(l, f->params + l->offset, rng);
+    }
+    rf_base_init_params(&f->base, f->params + f->base.offset, rng);
+    return f;
+}
+
+void rf_flow_free(rf_flow *f) {
+    if (!f) return;
+    for (int k = 0; k < f->n_layers; k++) rf_layer_free(f->layers[k]);
+    free(f->layers);
+    rf_free(f->params);
+    rf_free(f->grads);
+    rf_free(f->shift);
+    rf_free(f->scale);
+    cJSON_Delete(f->meta);
+    free(f);
+}
+
+cJSON *rf_flow_spec_to_json(const rf_flow_spec *s) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "flow", rf_flow_type_name(s->type));
+    cJSON_AddNumberToObject(j, "dim", s->D);
+    cJSON_AddNumberToObject(j, "blocks", s->blocks);
+    cJSON_AddNumberToObject(j, "hidden", s->hidden);
+    cJSON_AddNumberToObject(j, "n_hidden", s->n_hidden);
+    cJSON_AddStringToObject(j, "act", rf_act_name(s->act));
+    cJSON_AddBoolToObject(j, "residual", s->residual);
+    cJSON_AddNumberToObject(j, "bins", s->bins);
+    cJSON_AddNumberToObject(j, "bound", s->bound);
+    cJSON_AddNumberToObject(j, "clamp", s->clamp);
+    cJSON_AddStringToObject(j, "base", rf_base_kind_name(s->base));
+    cJSON_AddNumberToObject(j, "n_classes", s->n_classes);
+    return j;
+}
+
+int rf_flow_spec_from_json(const cJSON *j, rf_flow_spec *s, rf_err *e) {
+    const char *flow, *act, *base;
+    double bound, clamp;
+    memset(s, 0, sizeof *s);
+    int rc = rf_json_get_string(j, "flow", &flow, e);
+    if (!rc) rc = rf_json_get_int(j, "dim", &s->D, e);
+    if (!rc) rc = rf_json_get_int(j, "blocks", &s->blocks, e);
+    if (!rc) rc = rf_json_get_int(j, "hidden", &s->hidden, e);
+    if (!rc) rc = rf_json_get_int(j, "n_hidden", &s->n_hidden, e);
+    if (!rc) rc = rf_json_get_string(j, "act", &act, e);
+    if (!rc) rc = rf_json_get_int(j, "bins", &s->bins, e);
+    if (!rc) rc = rf_json_get_number(j, "bound", &bound, e);
+    if (!rc) rc = rf_json_get_number(j, "clamp", &clamp, e);
+    if (!rc) rc = rf_json_get_string(j, "base", &base, e);
+    if (!rc) rc = rf_json_get_int(j, "n_classes", &s->n_classes, e);
+    if (rc) return rc;
+    s->bound = (float)bound;
+    s->clamp = (float)clamp;
+    s->residual = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(j, "residual"));
+    if (rf_flow_type_parse(flow, &s->type)) return rf_err_set(e, RF_EFORMAT, "field \"flow\": unknown flow type \"%s\"", flow);
+    if (rf_act_parse(act, &s->act)) return rf_err_set(e, RF_EFORMAT, "field \"act\": unknown activation \"%s\"", act);
+    if (rf_base_kind_parse(base, &s->base)) return rf_err_set(e, RF_EFORMAT, "field \"base\": unknown base \"%s\"", base);
+    return rf_flow_spec_check(s, e);
+}

@@ -1,0 +1,242 @@
+/* The training loop: shuffled mini-batches, AdamW with warm-up + cosine, gradient clipping,
+ * non-finite steps skipped (never applied), validation each epoch, best model saved
+ * atomically, early stopping, checkpoints for exact resume (including mid-epoch stops). */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "checkpoint.h"
+#include "renflow/train.h"
+
+void rf_train_cfg_default(rf_train_cfg *c) {
+    memset(c, 0, sizeof *c);
+    c->epochs = 50;
+    c->batch = 256;
+    c->lr = 1e-3f;
+    c->weight_decay = 0.0f;
+    c->clip = 5.0f;
+    c->warmup_frac = 0.05f;
+    c->cosine = 1;
+    c->patience = 10;
+    c->max_bad_steps = 20;
+    c->ce_weight = 1.0f;
+    c->standardize = 1;
+    c->init_batch = 1024;
+    c->seed = 1;
+    c->progress = 1;
+}
+
+void rf_train_result_free(rf_train_result *r) {
+    free(r->train_curve);
+    free(r->val_curve);
+    r->train_curve = r->val_curve = NULL;
+}
+
+double rf_eval_nll(const rf_flow *f, rf_flow_ws *w, const rf_matrix *m, const int *labels,
+                   float *per_sample) {
+    float *lp = per_sample ? per_sample : rf_floats((size_t)m->n, NULL);
+    if (!lp) return NAN;
+    rf_flow_log_prob(f, w, m->n, m->x, labels, lp);
+    double s = 0;
+    for (int i = 0; i < m->n; i++) s -= lp[i];
+    if (!per_sample) rf_free(lp);
+    return m->n > 0 ? s / m->n : NAN;
+}
+
+static void fmt_time(double s, char *buf, size_t n) {
+    if (!isfinite(s) || s < 0) s = 0;
+    long t = (long)(s + 0.5);
+    snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+static int file_exists(const char *p) {
+    struct stat st;
+    return p && stat(p, &st) == 0;
+}
+
+/* Standardisation on the training set and ActNorm initialisation on a seeded subset. */
+static int prepare_model(rf_flow *f, const rf_matrix *train, const rf_train_cfg *cfg, rf_rng *rng, rf_err *e) {
+    if (cfg->standardize) {
+        int rc = rf_standardizer_fit(train, cfg->standardize == 2, f->shift, f->scale, e);
+        if (rc) return rc;
+    }
+    int m = train->n < cfg->init_batch ? train->n : cfg->init_batch;
+    if (m < 2) return RF_OK;
+    int *idx = malloc(sizeof(int) * train->n);
+    float *xb = rf_floats((size_t)m * train->d, e);
+    if (!idx || !xb) {
+        free(idx);
+        rf_free(xb);
+        return rf_err_set(e, RF_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < train->n; i++) idx[i] = i;
+    rf_rng_shuffle(rng, idx, train->n);
+    for (int i = 0; i < m; i++) memcpy(xb + (size_t)i * train->d, train->x + (size_t)idx[i] * train->d, sizeof(float) * train->d);
+    int rc = rf_flow_data_init(f, m, xb, e);
+    free(idx);
+    rf_free(xb);
+    return rc;
+}
+
+int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const rf_matrix *val,
+             const int *val_labels, const rf_train_cfg *cfg, rf_train_result *res, rf_err *e) {
+    memset(res, 0, sizeof *res);
+    if (train->d != f->D)
+        return rf_err_set(e, RF_EARG, "training data has %d columns but the model has dimension %d", train->d, f->D);
+    if (val && val->d != f->D)
+        return rf_err_set(e, RF_EARG, "validation data has %d columns but the model has dimension %d", val->d, f->D);
+    if (train->n < 1) return rf_err_set(e, RF_EARG, "training data has no rows");
+    if (cfg->epochs < 1 || cfg->batch < 1)
+        return rf_err_set(e, RF_EARG, "epochs and batch must be >= 1 (got %d, %d)", cfg->epochs, cfg->batch);
+    if (!(cfg->lr > 0) || !isfinite(cfg->lr)) return rf_err_set(e, RF_EARG, "learning rate must be > 0, got %g", (double)cfg->lr);
+    if (f->base.kind == RF_BASE_CLASS && !train_labels)
+        return rf_err_set(e, RF_EARG, "a class-conditional model needs training labels");
+    rf_set_threads(cfg->threads);
+    char ckpt[4096];
+    snprintf(ckpt, sizeof ckpt, "%s", cfg->checkpoint_path ? cfg->checkpoint_path : "");
+    if (!cfg->checkpoint_path && cfg->out_path) snprintf(ckpt, sizeof ckpt, "%s.ckpt", cfg->out_path);
+
+    const int B = cfg->batch < train->n ? cfg->batch : train->n, D = f->D;
+    const long per_epoch = (train->n + B - 1) / B, total = per_epoch * cfg->epochs;
+    const long warmup = (long)(cfg->warmup_frac * total);
+    int rc = RF_OK;
+    rf_adam adam = {0};
+    rf_train_state st = {0};
+    rf_flow_ws *w = NULL, *we = NULL;
+    int *idx = malloc(sizeof(int) * train->n), *yb = malloc(sizeof(int) * B);
+    float *xb = rf_floats((size_t)B * D, e);
+    st.train_curve = calloc((size_t)cfg->epochs, sizeof(double));
+    st.val_curve = calloc((size_t)cfg->epochs, sizeof(double));
+    st.best_params = rf_floats(f->n_params, e);
+    if (!idx || !yb || !xb || !st.train_curve || !st.val_curve || !st.best_params) {
+        rc = rf_err_set(e, RF_ENOMEM, "out of memory");
+        goto out;
+    }
+    if ((rc = rf_adam_init(&adam, f->n_params, e))) goto out;
+    w = rf_flow_ws_create(f, B, cfg->memory_saving, e);
+    we = rf_flow_ws_create(f, 1024, 1, e);
+    if (!w || !we) {
+        rc = e ? e->code : RF_ENOMEM;
+        goto out;
+    }
+    rf_rng rng;
+    rf_rng_seed(&rng, cfg->seed);
+    st.best_val = INFINITY;
+    st.best_epoch = -1;
+    if (cfg->resume && file_exists(ckpt)) {
+        if ((rc = rf_checkpoint_load(ckpt, f, &adam, &st, cfg->epochs, e))) goto out;
+        if (cfg->progress)
+            fprintf(stderr, "resuming from %s: epoch %d, batch %ld, step %ld\n", ckpt, st.epoch + 1, st.batch_pos, st.step);
+    } else {
+        if ((rc = prepare_model(f, train, cfg, &rng, e))) goto out;
+        st.epoch_rng = rng;
+        memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
+    }
+    const double t0 = rf_now();
+    long samples = 0, bad_run = 0;
+    for (; st.epoch < cfg->epochs; st.epoch++) {
+        rng = st.epoch_rng;
+        for (int i = 0; i < train->n; i++) idx[i] = i;
+        rf_rng_shuffle(&rng, idx, train->n);
+        for (long b = st.batch_pos; b < per_epoch; b++) {
+            if ((cfg->stop_flag && *cfg->stop_flag) || (cfg->max_steps > 0 && st.step >= cfg->max_steps)) {
+                st.batch_pos = b;
+                res->interrupted = 1;
+                rc = rf_checkpoint_save(ckpt, f, &adam, &st, e);
+                if (cfg->progress && !rc) fprintf(stderr, "stopped: checkpoint written to %s (resume with --resume)\n", ckpt);
+                if (!rc) rc = RF_EINTERRUPTED, rf_err_set(e, RF_EINTERRUPTED, "training stopped; checkpoint written to %s", ckpt);
+                goto out;
+            }
+            const int lo = (int)(b * B), n = train->n - lo < B ? train->n - lo : B;
+            for (int i = 0; i < n; i++) {
+                memcpy(xb + (size_t)i * D, train->x + (size_t)idx[lo + i] * D, sizeof(float) * D);
+                if (train_labels) yb[i] = train_labels[idx[lo + i]];
+            }
+            memset(f->grads, 0, sizeof(float) * f->n_params);
+            const double loss = rf_flow_loss_grad(f, w, n, xb, train_labels ? yb : NULL, cfg->ce_weight);
+            const double gnorm = rf_clip_grad_norm(f->grads, f->n_params, cfg->clip);
+            if (!isfinite(loss) || !isfinite(gnorm)) {
+                st.skipped++;
+                if (cfg->progress)
+                    fprintf(stderr, "warning: step %ld skipped: non-finite %s (%g); the model was not updated\n", st.step,
+                            isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? gnorm : loss);
+                if (++bad_run >= cfg->max_bad_steps) {
+                    rc = rf_err_set(e, RF_ENONFINITE,
+                                    "training diverged: %ld consecutive non-finite steps at epoch %d (try a lower --lr "
+                                    "or --clip); the best model so far is in %s",
+                                    bad_run, st.epoch + 1, cfg->out_path ? cfg->out_path : "(not saved)");
+                    goto out;
+                }
+                st.step++;
+                continue;
+            }
+            bad_run = 0;
+            const double lr = rf_lr_schedule(cfg->lr, st.step, total, warmup, cfg->cosine, 0.01);
+            rf_adam_step(&adam, f->params, f->grads, (float)lr, cfg->weight_decay);
+            st.step++;
+            samples += n;
+            st.epoch_loss_sum += loss * n;
+            st.epoch_loss_n += n;
+        }
+        st.batch_pos = 0;
+        const double tr = st.epoch_loss_n ? st.epoch_loss_sum / st.epoch_loss_n : NAN;
+        const double vl = val ? rf_eval_nll(f, we, val, val_labels, NULL) : tr;
+        st.train_curve[st.epoch] = tr;
+        st.val_curve[st.epoch] = vl;
+        st.n_curve = st.epoch + 1;
+        st.epoch_loss_sum = 0;
+        st.epoch_loss_n = 0;
+        if (isfinite(vl) && vl < st.best_val) {
+            st.best_val = vl;
+            st.best_epoch = st.epoch;
+            st.bad_epochs = 0;
+            memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
+            if (cfg->out_path && (rc = rf_flow_save(f, cfg->out_path, e))) goto out;
+        } else {
+            st.bad_epochs++;
+        }
+        const double el = rf_now() - t0, rate = el > 0 ? samples / el : 0;
+        if (cfg->progress) {
+            char eta[32];
+            const long left = total - st.step;
+            fmt_time(rate > 0 ? (double)left * B / rate : 0, eta, sizeof eta);
+            fprintf(stderr, "epoch %3d/%d  step %6ld  train %.4f  val %.4f  best %.4f@%d  %8.0f samples/s  ETA %s%s\n",
+                    st.epoch + 1, cfg->epochs, st.step, tr, vl, st.best_val, st.best_epoch + 1, rate, eta,
+                    st.skipped ? "  (skipped steps!)" : "");
+        }
+        st.epoch_rng = rng;
+        if (cfg->patience > 0 && st.bad_epochs >= cfg->patience) {
+            res->early_stopped = 1;
+            st.epoch++;
+            break;
+        }
+        if (ckpt[0]) {
+            rf_train_state next = st;
+            next.epoch = st.epoch + 1;
+            if ((rc = rf_checkpoint_save(ckpt, f, &adam, &next, e))) goto out;
+        }
+    }
+    res->seconds = rf_now() - t0;
+    res->samples_per_sec = res->seconds > 0 ? samples / res->seconds : 0;
+    if (st.best_epoch >= 0) memcpy(f->params, st.best_params, sizeof(float) * f->n_params);
+    else if (cfg->out_path && (rc = rf_flow_save(f, cfg->out_path, e))) goto out;
+    if (ckpt[0]) remove(ckpt);
+out:
+    res->epochs_run = st.n_curve;
+    res->best_epoch = st.best_epoch + 1;
+    res->best_val_nll = st.best_val;
+    res->final_train_nll = st.n_curve ? st.train_curve[st.n_curve - 1] : NAN;
+    res->steps = st.step;
+    res->skipped_steps = st.skipped;
+    res->train_curve = st.train_curve;
+    res->val_curve = st.val_curve;
+    rf_adam_free(&adam);
+    rf_flow_ws_free(w);
+    rf_flow_ws_free(we);
+    rf_free(st.best_params);
+    free(idx);
+    free(yb);
+    rf_free(xb);
+    return rc;
+}
