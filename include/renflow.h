@@ -8,5 +8,6 @@
 #include "renflow/model.h"
 #include "renflow/data.h"
 #include "renflow/train.h"
+#include "renflow/jobs.h"
 
 #endif

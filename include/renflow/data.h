@@ -58,6 +58,13 @@ int rf_arff_read(const char *path, const char *class_attr, rf_matrix *x, int **l
 int rf_data_read(const char *path, rf_matrix *m, rf_err *e);
 int rf_labels_read(const char *path, int **labels, int *n, rf_err *e); /* .npy or .csv */
 
+/* ---- built-in synthetic data (seeded) ----
+ * "ring":    2-D, 8 Gaussians (sd 0.2) evenly spaced on a circle of radius 2;
+ * "moons":   2-D, two interleaved half circles with noise 0.08;
+ * "mixture": D-dim mixture of 6 Gaussians with random means and full covariances (a fixed
+ *            structure drawn from `structure_seed`, samples from rng). */
+int rf_synthetic(const char *name, int n, int D, uint64_t structure_seed, rf_rng *rng, rf_matrix *out, rf_err *e);
+
 /* ---- standardisation ----
  * robust = 1: shift = median, scale = IQR / 1.349 (falls back to std, then 1, when 0);
  * robust = 0: mean and standard deviation. */

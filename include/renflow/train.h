@@ -70,6 +70,10 @@ void rf_train_result_free(rf_train_result *r);
 int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const rf_matrix *val,
              const int *val_labels, const rf_train_cfg *cfg, rf_train_result *res, rf_err *e);
 
+/* Seeded hold-out: a fraction `frac` of the rows (and their labels, when y != NULL) go to va. */
+int rf_holdout_split(const rf_matrix *x, const int *y, double frac, rf_rng *rng, rf_matrix *tr, int **ytr,
+                     rf_matrix *va, int **yva, rf_err *e);
+
 /* Mean NLL (nats per example) of a data set, in batches. */
 double rf_eval_nll(const rf_flow *f, rf_flow_ws *w, const rf_matrix *m, const int *labels,
                    float *per_sample /* may be NULL */);

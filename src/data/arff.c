@@ -184,9 +184,19 @@ static int arff_parse(const char *path, const char *buf, size_t len, const char 
     if (rc == RF_OK && class_attr) {
         for (int i = 0; i < as.n; i++)
             if (strcmp(as.a[i].name, class_attr) == 0) cls = i;
-        if (cls < 0)
-            rc = rf_err_set(e, RF_EARG, "%s: no attribute named '%s' for the class labels", path,
-                            class_attr);
+        if (cls < 0) {
+            char names[400];
+            size_t k = 0;
+            names[0] = 0;
+            for (int i = 0; i < as.n && k + 1 < sizeof names; i++) {
+                int w = snprintf(names + k, sizeof names - k, "%s%s", i ? ", " : "", as.a[i].name);
+                if (w < 0) break;
+                k += (size_t)w;
+            }
+            rc = rf_err_set(e, RF_EARG,
+                            "%s: no attribute named '%s' for the class labels (attributes: %s)",
+                            path, class_attr, names);
+        }
         else if (!as.a[cls].nominal)
             rc = rf_err_set(e, RF_EFORMAT,
                             "%s: class attribute '%s' is numeric; the class must be nominal {..}",

@@ -66,10 +66,11 @@ int rf_labels_read(const char *path, int **labels, int *n, rf_err *e) {
         int rc = rf_csv_read(path, &m, NULL, e);
         if (rc != RF_OK) return rc;
         if (m.d != 1) {
+            int d = m.d;
             rf_matrix_free(&m);
             return rf_err_set(e, RF_EFORMAT,
                               "%s: a label CSV needs exactly one column, but this one has %d",
-                              path, m.d);
+                              path, d);
         }
         rf_ndarray a = {.ndim = 1, .shape = {m.n}, .dtype = RF_DT_F32, .data = m.x};
         rc = rf_labels_from_ndarray(&a, path, labels, n, e);

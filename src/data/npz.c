@@ -99,6 +99,18 @@ int rf_npz_read(const char *path, const char *member, rf_ndarray *out, rf_err *e
         rc = rf_err_set(e, RF_EFORMAT, "%s: cannot read the member's size: %s", name,
                         zip_strerror(za));
     }
+    /* the recorded size must be plausible before anything that large is allocated */
+    if (rc == RF_OK && (st.valid & ZIP_STAT_COMP_SIZE) && (st.valid & ZIP_STAT_COMP_METHOD)) {
+        if (st.comp_method == ZIP_CM_STORE && st.size != st.comp_size)
+            rc = rf_err_set(e, RF_EFORMAT,
+                            "%s: stored member records %llu bytes but holds %llu compressed bytes",
+                            name, (unsigned long long)st.size, (unsigned long long)st.comp_size);
+        else if (st.comp_method == ZIP_CM_DEFLATE && st.size / 1032 > st.comp_size + 1)
+            rc = rf_err_set(e, RF_EFORMAT,
+                            "%s: member claims %llu bytes from %llu compressed bytes, more than "
+                            "deflate can produce",
+                            name, (unsigned long long)st.size, (unsigned long long)st.comp_size);
+    }
     zip_file_t *zf = NULL;
     if (rc == RF_OK) {
         zf = zip_fopen_index(za, (zip_uint64_t)idx, 0);

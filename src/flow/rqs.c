@@ -31,7 +31,7 @@
 #define RQS_MIN_BIN ((double)RF_RQS_MIN_BIN)
 #define RQS_MIN_DERIV ((double)RF_RQS_MIN_DERIV)
 /* c0 = log(expm1(1 - MIN_DERIV)) and q = sigmoid(c0) = 1 - exp(MIN_DERIV - 1), for the float
- * value of RF_RQS_MIN_DERIV (0.0010000000474974513); computed to 50 digits. */
+ * value of RF_RQS_MIN_DERIV (0.0010000000474974513), to 35 significant digits. */
 #define RQS_C0 0.53974241716176844062944502388453555
 #define RQS_Q 0.63175249536884626087112368561112821
 /* Above this raw value the derivative uses the direct softplus form (expm1 would overflow). */

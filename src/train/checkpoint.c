@@ -145,9 +145,17 @@ int rf_checkpoint_load(const char *path, rf_flow *f, rf_adam *a, rf_train_state 
     }
     rf_flow *saved = rf_flow_load_mem(buf + 16, (size_t)ml, path, e);
     if (!saved) goto out;
-    if (saved->n_params != n || saved->n_layers != f->n_layers) {
-        rf_err_set(e, rc, "%s: checkpoint architecture (%zu parameters) does not match this run (%zu)", path,
-                   saved->n_params, n);
+    int same = saved->n_params == n && saved->n_layers == f->n_layers;
+    for (int k = 0; same && k < f->n_layers; k++) {
+        /* fixed structure (permutations, LU pivots and signs) must match, not just the sizes */
+        cJSON *a1 = saved->layers[k]->ops->to_json(saved->layers[k]), *a2 = f->layers[k]->ops->to_json(f->layers[k]);
+        same = cJSON_Compare(a1, a2, 1);
+        cJSON_Delete(a1);
+        cJSON_Delete(a2);
+    }
+    if (!same) {
+        rf_err_set(e, rc, "%s: the checkpoint was written for a different architecture or seed than this run "
+                   "(resume with the same options and --seed)", path);
         rf_flow_free(saved);
         goto out;
     }

@@ -1,0 +1,341 @@
+/* renflow train: parse options, load data, build the flow, call rf_train, report. */
+#include <cjson/cJSON.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "args.h"
+
+static volatile int g_stop = 0; /* set by SIGINT/SIGTERM: checkpoint and stop */
+static void on_signal(int sig) {
+    (void)sig;
+    g_stop = 1;
+}
+
+static const char USAGE[] =
+    "usage: renflow train --data TRAIN.npy|.csv|.arff [--val VAL] --out MODEL.rf [options]\n"
+    "\n"
+    "Trains a normalizing flow by maximum likelihood and writes the best (validation) model.\n"
+    "Without --val, a seeded 10% of the rows is held out for validation.\n"
+    "\n"
+    "data:\n"
+    "  --data FILE           training data (.npy float32/float64, .csv with header, .arff)\n"
+    "  --val FILE            validation data\n"
+    "  --labels FILE         class labels (.npy/.csv) for --task classify\n"
+    "  --val-labels FILE     validation labels\n"
+    "  --standardize MODE    none | zscore | robust (median/IQR; default zscore), fitted on train\n"
+    "  --drop-outliers Z     drop training rows whose robust z-score exceeds Z in any column\n"
+    "model:\n"
+    "  --flow TYPE           realnvp | glow | maf | nsf | nsf-ar (default nsf)\n"
+    "  --blocks N            flow blocks (default 5)\n"
+    "  --hidden H            conditioner width (default 64)\n"
+    "  --hidden-layers K     conditioner hidden layers (default 2)\n"
+    "  --act A               relu | gelu | tanh (default relu)\n"
+    "  --residual            residual connections in conditioners\n"
+    "  --bins K              spline bins (default 8)\n"
+    "  --bound B             spline interval [-B, B], identity outside (default 5)\n"
+    "  --clamp C             affine soft clamp of log-scales (default 3)\n"
+    "  --base KIND           normal | diag (default normal); class with --task classify\n"
+    "  --task T              density (default) | classify (class-conditional base)\n"
+    "  --ce-weight L         classify: loss = NLL + L * cross-entropy (default 1)\n"
+    "optimisation:\n"
+    "  --epochs E            (default 50)      --batch B      (default 256)\n"
+    "  --lr LR               (default 1e-3)    --weight-decay (default 0, AdamW)\n"
+    "  --clip G              max gradient norm, 0 = off (default 5)\n"
+    "  --warmup F            warm-up fraction of steps (default 0.05)\n"
+    "  --no-cosine           constant learning rate after warm-up\n"
+    "  --patience P          early stopping patience in epochs, 0 = off (default 10)\n"
+    "  --memory-saving       reconstruct activations by inversion in the backward pass\n"
+    "  --max-steps N         stop after N steps with a checkpoint (resume later)\n"
+    "run:\n"
+    "  --out MODEL.rf        best model (written atomically); checkpoint at MODEL.rf.ckpt\n"
+    "  --resume              continue from MODEL.rf.ckpt (after Ctrl-C or --max-steps)\n"
+    "  --seed S              RNG seed (default 1)     --threads T   (default 2)\n"
+    "  --curve FIG           training-curve figure (.svg/.png/.pdf)\n"
+    "  --json                machine-readable summary on stdout\n"
+    "  --quiet               no progress on stderr\n";
+
+enum {
+    O_DATA = 256, O_VAL, O_LABELS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
+    O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET
+};
+
+static const struct option LONGOPTS[] = {
+    {"data", 1, 0, O_DATA}, {"val", 1, 0, O_VAL}, {"labels", 1, 0, O_LABELS}, {"val-labels", 1, 0, O_VAL_LABELS},
+    {"standardize", 1, 0, O_STD}, {"drop-outliers", 1, 0, O_DROP}, {"flow", 1, 0, O_FLOW},
+    {"blocks", 1, 0, O_BLOCKS}, {"hidden", 1, 0, O_HIDDEN}, {"hidden-layers", 1, 0, O_HLAYERS},
+    {"act", 1, 0, O_ACT}, {"residual", 0, 0, O_RESIDUAL}, {"bins", 1, 0, O_BINS}, {"bound", 1, 0, O_BOUND},
+    {"clamp", 1, 0, O_CLAMP}, {"base", 1, 0, O_BASE}, {"task", 1, 0, O_TASK}, {"ce-weight", 1, 0, O_CE},
+    {"epochs", 1, 0, O_EPOCHS}, {"batch", 1, 0, O_BATCH}, {"lr", 1, 0, O_LR}, {"weight-decay", 1, 0, O_WD},
+    {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
+    {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
+    {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+
+typedef struct {
+    const char *data, *val, *labels, *val_labels, *out, *curve;
+    const char *flow, *act, *base, *task, *standardize;
+    float drop;
+    int json, quiet;
+    rf_flow_spec spec;
+    rf_train_cfg cfg;
+} train_args;
+
+static int parse(int argc, char **argv, train_args *a, int *help) {
+    static const char *C = "train";
+    rf_flow_spec_default(&a->spec, RF_FLOW_NSF, 1);
+    rf_train_cfg_default(&a->cfg);
+    a->cfg.threads = 2;
+    a->flow = "nsf";
+    a->task = "density";
+    rf_cli_opts o = {C, LONGOPTS, USAGE};
+    optind = 1;
+    int c, rc = 0;
+    while (!rc && (c = rf_next_opt(&o, argc, argv, help)) != -1) {
+        switch (c) {
+        case -2: return RF_EXIT_USAGE;
+        case O_DATA: a->data = optarg; break;
+        case O_VAL: a->val = optarg; break;
+        case O_LABELS: a->labels = optarg; break;
+        case O_VAL_LABELS: a->val_labels = optarg; break;
+        case O_STD: a->standardize = optarg; break;
+        case O_DROP: rc = rf_arg_float(C, "drop-outliers", optarg, 1, 1e9, &a->drop); break;
+        case O_FLOW: a->flow = optarg; break;
+        case O_BLOCKS: rc = rf_arg_int(C, "blocks", optarg, 1, 1000, &a->spec.blocks); break;
+        case O_HIDDEN: rc = rf_arg_int(C, "hidden", optarg, 1, 65536, &a->spec.hidden); break;
+        case O_HLAYERS: rc = rf_arg_int(C, "hidden-layers", optarg, 1, 64, &a->spec.n_hidden); break;
+        case O_ACT: a->act = optarg; break;
+        case O_RESIDUAL: a->spec.residual = 1; break;
+        case O_BINS: rc = rf_arg_int(C, "bins", optarg, 2, 64, &a->spec.bins); break;
+        case O_BOUND: rc = rf_arg_float(C, "bound", optarg, 1e-3, 1e4, &a->spec.bound); break;
+        case O_CLAMP: rc = rf_arg_float(C, "clamp", optarg, 0, 99, &a->spec.clamp); break;
+        case O_BASE: a->base = optarg; break;
+        case O_TASK: a->task = optarg; break;
+        case O_CE: rc = rf_arg_float(C, "ce-weight", optarg, 0, 1e6, &a->cfg.ce_weight); break;
+        case O_EPOCHS: rc = rf_arg_int(C, "epochs", optarg, 1, 1000000, &a->cfg.epochs); break;
+        case O_BATCH: rc = rf_arg_int(C, "batch", optarg, 1, 1 << 20, &a->cfg.batch); break;
+        case O_LR: rc = rf_arg_float(C, "lr", optarg, 1e-12, 10, &a->cfg.lr); break;
+        case O_WD: rc = rf_arg_float(C, "weight-decay", optarg, 0, 10, &a->cfg.weight_decay); break;
+        case O_CLIP: rc = rf_arg_float(C, "clip", optarg, 0, 1e9, &a->cfg.clip); break;
+        case O_WARMUP: rc = rf_arg_float(C, "warmup", optarg, 0, 1, &a->cfg.warmup_frac); break;
+        case O_NOCOS: a->cfg.cosine = 0; break;
+        case O_PATIENCE: rc = rf_arg_int(C, "patience", optarg, 0, 1000000, &a->cfg.patience); break;
+        case O_MEMSAVE: a->cfg.memory_saving = 1; break;
+        case O_MAXSTEPS: rc = rf_arg_long(C, "max-steps", optarg, 1, 1L << 40, &a->cfg.max_steps); break;
+        case O_OUT: a->out = optarg; break;
+        case O_RESUME: a->cfg.resume = 1; break;
+        case O_SEED: rc = rf_arg_u64(C, "seed", optarg, &a->cfg.seed); break;
+        case O_THREADS: rc = rf_arg_int(C, "threads", optarg, 1, 256, &a->cfg.threads); break;
+        case O_CURVE: a->curve = optarg; break;
+        case O_JSON: a->json = 1; break;
+        case O_QUIET: a->quiet = 1; break;
+        default: return rf_usage_error(C, "unexpected option");
+        }
+    }
+    if (rc) return rc;
+    if (optind < argc) return rf_usage_error(C, "unexpected argument '%s'", argv[optind]);
+    if (!a->data) return rf_usage_error(C, "--data is required");
+    if (!a->out) return rf_usage_error(C, "--out is required");
+    if (rf_flow_type_parse(a->flow, &a->spec.type))
+        return rf_usage_error(C, "option --flow: unknown flow '%s' (realnvp, glow, maf, nsf, nsf-ar)", a->flow);
+    if (a->act && rf_act_parse(a->act, &a->spec.act))
+        return rf_usage_error(C, "option --act: unknown activation '%s' (relu, gelu, tanh)", a->act);
+    if (strcmp(a->task, "density") && strcmp(a->task, "classify"))
+        return rf_usage_error(C, "option --task: expected density or classify, got '%s'", a->task);
+    if (a->base && rf_base_kind_parse(a->base, &a->spec.base))
+        return rf_usage_error(C, "option --base: unknown base '%s' (normal, diag, class)", a->base);
+    if (!strcmp(a->task, "classify")) {
+        a->spec.base = RF_BASE_CLASS;
+        if (!a->labels) return rf_usage_error(C, "--task classify needs --labels");
+    } else if (a->spec.base == RF_BASE_CLASS) {
+        return rf_usage_error(C, "--base class needs --task classify and --labels");
+    }
+    if (a->val_labels && !a->val) return rf_usage_error(C, "--val-labels needs --val");
+    if (a->labels && a->val && !a->val_labels) return rf_usage_error(C, "--val with --labels needs --val-labels");
+    if (a->standardize) {
+        if (!strcmp(a->standardize, "none")) a->cfg.standardize = 0;
+        else if (!strcmp(a->standardize, "zscore")) a->cfg.standardize = 1;
+        else if (!strcmp(a->standardize, "robust")) a->cfg.standardize = 2;
+        else return rf_usage_error(C, "option --standardize: expected none, zscore or robust, got '%s'", a->standardize);
+    }
+    a->cfg.progress = !a->quiet;
+    a->cfg.out_path = a->out;
+    return 0;
+}
+
+typedef struct {
+    rf_matrix tr, va;
+    int *ytr, *yva;
+    int n_dropped;
+} train_data;
+
+static void data_free(train_data *d) {
+    rf_matrix_free(&d->tr);
+    rf_matrix_free(&d->va);
+    free(d->ytr);
+    free(d->yva);
+}
+
+static int max_label(const int *y, int n) {
+    int m = -1;
+    for (int i = 0; i < n; i++)
+        if (y[i] > m) m = y[i];
+    return m;
+}
+
+static int load_data(const train_args *a, train_data *d, rf_err *e) {
+    memset(d, 0, sizeof *d);
+    rf_matrix all = {0};
+    int *yall = NULL, ny = 0, rc;
+    if ((rc = rf_data_read(a->data, &all, e))) return rc;
+    if (a->labels) {
+        if ((rc = rf_labels_read(a->labels, &yall, &ny, e))) goto fail;
+        if (ny != all.n) {
+            rc = rf_err_set(e, RF_EFORMAT, "%s has %d labels but %s has %d rows", a->labels, ny, a->data, all.n);
+            goto fail;
+        }
+    }
+    if (a->drop > 0) {
+        unsigned char *keep = malloc((size_t)all.n);
+        rf_matrix kept;
+        d->n_dropped = rf_outlier_rows(&all, a->drop, keep);
+        if ((rc = rf_matrix_select_rows(&all, keep, &kept, e))) {
+            free(keep);
+            goto fail;
+        }
+        if (yall) {
+            int k = 0;
+            for (int i = 0; i < all.n; i++)
+                if (keep[i]) yall[k++] = yall[i];
+        }
+        free(keep);
+        rf_matrix_free(&all);
+        all = kept;
+    }
+    if (a->val) {
+        d->tr = all;
+        d->ytr = yall;
+        if ((rc = rf_data_read(a->val, &d->va, e))) return rc;
+        if (a->val_labels) {
+            if ((rc = rf_labels_read(a->val_labels, &d->yva, &ny, e))) return rc;
+            if (ny != d->va.n) return rf_err_set(e, RF_EFORMAT, "%s has %d labels but %s has %d rows", a->val_labels, ny, a->val, d->va.n);
+        }
+        return RF_OK;
+    }
+    rf_rng rng;
+    rf_rng_seed(&rng, a->cfg.seed ^ 0x5eedULL);
+    rc = rf_holdout_split(&all, yall, 0.1, &rng, &d->tr, yall ? &d->ytr : NULL, &d->va, yall ? &d->yva : NULL, e);
+fail:
+    rf_matrix_free(&all);
+    free(yall);
+    return rc;
+}
+
+static cJSON *provenance(const train_args *a, const train_data *d) {
+    cJSON *m = cJSON_CreateObject();
+    char hex[65], seed[32], date[32];
+    cJSON_AddStringToObject(m, "train_data", a->data);
+    if (rf_sha256_file(a->data, hex, NULL) == RF_OK) cJSON_AddStringToObject(m, "train_sha256", hex);
+    cJSON_AddNumberToObject(m, "train_rows", d->tr.n);
+    cJSON_AddNumberToObject(m, "val_rows", d->va.n);
+    cJSON_AddNumberToObject(m, "dropped_outliers", d->n_dropped);
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->cfg.seed);
+    cJSON_AddStringToObject(m, "seed", seed);
+    cJSON_AddNumberToObject(m, "threads", a->cfg.threads);
+    cJSON_AddStringToObject(m, "standardize", a->cfg.standardize == 2 ? "robust" : a->cfg.standardize ? "zscore" : "none");
+    cJSON_AddNumberToObject(m, "epochs", a->cfg.epochs);
+    cJSON_AddNumberToObject(m, "batch", a->cfg.batch);
+    cJSON_AddNumberToObject(m, "lr", a->cfg.lr);
+    time_t t = time(NULL);
+    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", gmtime(&t));
+    cJSON_AddStringToObject(m, "created", date);
+    return m;
+}
+
+static cJSON *summary(const train_args *a, const rf_flow *f, const train_data *d, const rf_train_result *r) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddStringToObject(j, "model", a->out);
+    cJSON_AddItemToObject(j, "spec", rf_flow_spec_to_json(&f->spec));
+    cJSON_AddNumberToObject(j, "n_params", (double)f->n_params);
+    cJSON_AddNumberToObject(j, "train_rows", d->tr.n);
+    cJSON_AddNumberToObject(j, "val_rows", d->va.n);
+    cJSON_AddNumberToObject(j, "dropped_outliers", d->n_dropped);
+    cJSON_AddNumberToObject(j, "epochs_run", r->epochs_run);
+    cJSON_AddNumberToObject(j, "best_epoch", r->best_epoch);
+    cJSON_AddNumberToObject(j, "best_val_nll", r->best_val_nll);
+    cJSON_AddNumberToObject(j, "best_val_bits_per_dim", r->best_val_nll / (f->D * 0.6931471805599453));
+    cJSON_AddNumberToObject(j, "final_train_nll", r->final_train_nll);
+    cJSON_AddNumberToObject(j, "steps", (double)r->steps);
+    cJSON_AddNumberToObject(j, "skipped_steps", (double)r->skipped_steps);
+    cJSON_AddNumberToObject(j, "seconds", r->seconds);
+    cJSON_AddNumberToObject(j, "samples_per_sec", r->samples_per_sec);
+    cJSON_AddBoolToObject(j, "early_stopped", r->early_stopped);
+    cJSON_AddBoolToObject(j, "interrupted", r->interrupted);
+    cJSON_AddBoolToObject(j, "memory_saving", a->cfg.memory_saving);
+    char seed[32];
+    snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->cfg.seed);
+    cJSON_AddStringToObject(j, "seed", seed);
+    cJSON_AddNumberToObject(j, "threads", a->cfg.threads);
+    cJSON_AddNumberToObject(j, "peak_rss_kb", (double)rf_peak_rss_kb());
+    cJSON_AddItemToObject(j, "train_curve", cJSON_CreateDoubleArray(r->train_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "val_curve", cJSON_CreateDoubleArray(r->val_curve, r->epochs_run));
+    return j;
+}
+
+int rf_cli_train(int argc, char **argv) {
+    static const char *C = "train";
+    train_args a = {0};
+    int help = 0, rc = parse(argc, argv, &a, &help);
+    if (help) return RF_EXIT_OK;
+    if (rc) return rc;
+    rf_err e = {0};
+    train_data d;
+    if (load_data(&a, &d, &e)) {
+        data_free(&d);
+        return rf_runtime_error(C, &e);
+    }
+    a.spec.D = d.tr.d;
+    if (a.spec.base == RF_BASE_CLASS) {
+        int m = max_label(d.ytr, d.tr.n);
+        if (d.yva && max_label(d.yva, d.va.n) > m) m = max_label(d.yva, d.va.n);
+        a.spec.n_classes = m + 1;
+    }
+    rf_rng rng;
+    rf_rng_seed(&rng, a.cfg.seed);
+    rf_flow *f = rf_flow_create(&a.spec, &rng, &e);
+    if (!f) {
+        data_free(&d);
+        return rf_runtime_error(C, &e);
+    }
+    f->meta = provenance(&a, &d);
+    if (!a.quiet)
+        fprintf(stderr, "renflow train: %s flow, D=%d, %d blocks, %zu parameters; %d train / %d validation rows%s; seed %llu\n",
+                rf_flow_type_name(a.spec.type), f->D, a.spec.blocks, f->n_params, d.tr.n, d.va.n,
+                d.n_dropped ? " (outliers dropped)" : "", (unsigned long long)a.cfg.seed);
+    signal(SIGINT, on_signal);
+    signal(SIGTERM, on_signal);
+    a.cfg.stop_flag = &g_stop;
+    rf_train_result r;
+    rc = rf_train(f, &d.tr, d.ytr, &d.va, d.yva, &a.cfg, &r, &e);
+    int exit_code = RF_EXIT_OK;
+    if (rc && rc != RF_EINTERRUPTED) exit_code = rf_runtime_error(C, &e);
+    else if (rc == RF_EINTERRUPTED) {
+        fprintf(stderr, "renflow train: %s\n", e.msg);
+        exit_code = g_stop ? 130 : RF_EXIT_OK;
+    }
+    if (exit_code != RF_EXIT_ERROR) {
+        if (a.curve && r.epochs_run > 0 && rf_plot_curves(a.curve, "training curve", r.train_curve, r.val_curve, r.epochs_run, "NLL (nats)", &e))
+            exit_code = rf_runtime_error(C, &e);
+        if (a.json) rf_print_json(summary(&a, f, &d, &r));
+        else if (!rc)
+            printf("best validation NLL %.4f nats (%.4f bits/dim) at epoch %d; model written to %s\n", r.best_val_nll,
+                   r.best_val_nll / (f->D * 0.6931471805599453), r.best_epoch, a.out);
+    }
+    rf_train_result_free(&r);
+    rf_flow_free(f);
+    data_free(&d);
+    return exit_code;
+}
