@@ -71,10 +71,12 @@ def parse_args(argv=None):
     ap.add_argument("--patience", type=int, default=10, help="early stopping (0 = off)")
     ap.add_argument("--init-batch", type=int, default=1024, help="rows for the ActNorm data init")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--blas-threads", type=int, default=0,
+                    help="OpenBLAS threads (default: --threads, as renflow's rf_set_threads)")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--n-samples", type=int, default=10000, help="samples drawn to time sampling")
-    ap.add_argument("--sample-batch", type=int, default=10000,
-                    help="rows per inverse pass when sampling (and per eval chunk is 1024)")
+    ap.add_argument("--sample-batch", type=int, default=1024,
+                    help="rows per inverse pass when sampling (renflow's sample workspace holds 1024)")
     ap.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     ap.add_argument("--progress", action="store_true", help="per-epoch lines on stderr")
     ap.add_argument("--self-test", action="store_true",
@@ -88,7 +90,7 @@ def parse_args(argv=None):
 ARGS = parse_args()
 # Thread counts must be in the environment before torch (OpenMP) and OpenBLAS start.
 os.environ["OMP_NUM_THREADS"] = str(max(1, ARGS.threads))
-os.environ["OPENBLAS_NUM_THREADS"] = str(max(1, ARGS.threads))
+os.environ["OPENBLAS_NUM_THREADS"] = str(max(1, ARGS.blas_threads or ARGS.threads))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -563,6 +565,7 @@ def train(args):
         if args.patience > 0 and bad_epochs >= args.patience:
             break
     wall_seconds = time.perf_counter() - t_wall
+    rss_train_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
     model.load_state_dict(best_state)
     model.eval()
 
@@ -607,6 +610,7 @@ def train(args):
         "eval_seconds": eval_seconds,
         "sampling_per_sec": args.n_samples / sample_seconds if sample_seconds > 0 else 0.0,
         "sample_finite": bool(torch.isfinite(xs).all().item()),
+        "peak_rss_train_mb": rss_train_mb,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
         "rss_after_import_mb": RSS_AFTER_IMPORT_MB,
     }

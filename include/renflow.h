@@ -8,6 +8,8 @@
 #include "renflow/model.h"
 #include "renflow/data.h"
 #include "renflow/train.h"
+#include "renflow/ref.h"
+#include "renflow/viz.h"
 #include "renflow/jobs.h"
 
 #endif

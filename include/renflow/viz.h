@@ -15,7 +15,8 @@
 #include "renflow/data.h"
 #include "renflow/model.h"
 
-#define RF_VIZ_MAX_POINTS 10000
+#define RF_VIZ_MAX_POINTS 5000
+#define RF_VIZ_MAX_DIMS 64
 
 /* Training curves: epoch (1..n) on the x axis, the training loss and, when val is non-NULL,
  * the validation loss, with a marker at the best (lowest) validation epoch. title and ylabel
@@ -30,11 +31,13 @@ int rf_plot_curves(const char *path, const char *title, const double *train, con
 int rf_plot_density2d(const char *path, const char *title, const rf_flow *f,
                       const rf_matrix *data, const rf_matrix *samples, rf_err *e);
 
-/* Per-dimension histograms for the first max_dims dimensions (max_dims <= 0: all of them),
+/* Per-dimension histograms for the first max_dims dimensions (max_dims <= 0: all of them; never
+ * more than RF_VIZ_MAX_DIMS),
  * data and samples overlaid as densities on shared bin edges spanning the data's 0.5% .. 99.5%
  * quantiles of each dimension (values outside are not counted). samples may be NULL; when given
- * it must have as many columns as data. names (may be NULL, as may any entry) labels the
- * dimensions; the default is "x1", "x2", ... title may be NULL. */
+ * it must have as many columns as data. names (may be NULL, as may any entry; otherwise at least
+ * as many entries as dimensions plotted) labels the dimensions, default "x1", "x2", ...
+ * title may be NULL. */
 int rf_plot_marginals(const char *path, const char *title, const rf_matrix *data,
                       const rf_matrix *samples, const char *const *names, int max_dims,
                       rf_err *e);

@@ -20,7 +20,7 @@ int rf_json_get_number(const cJSON *j, const char *key, double *out, rf_err *e) 
 }
 
 int rf_json_get_int(const cJSON *j, const char *key, int *out, rf_err *e) {
-    double d;
+    double d = 0;
     int rc = rf_json_get_number(j, key, &d, e);
     if (rc) return rc;
     if (d != floor(d) || d < -2147483647.0 || d > 2147483647.0)

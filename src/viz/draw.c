@@ -5,6 +5,7 @@
 #include <cairo-svg.h>
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -162,7 +163,93 @@ void viz_fig_abort(viz_fig *f) {
     f->af = NULL;
 }
 
+double viz_title_height(cairo_t *cr, const char *title) {
+    if (!title || !*title) return 10;
+    viz_font(cr, VIZ_FS_TITLE, 1);
+    return ceil(14 + viz_line_height(cr) + 12);
+}
+
+double viz_fig_title(viz_fig *f, const char *title) {
+    if (!title || !*title) return 10;
+    cairo_t *cr = f->cr;
+    viz_font(cr, VIZ_FS_TITLE, 1);
+    viz_set_rgb(cr, VIZ_TEXT, 1);
+    viz_text_fit(cr, f->w / 2, 14, title, f->w - 40, VIZ_HCENTER, VIZ_VTOP, 0);
+    return viz_title_height(cr, title);
+}
+
+cairo_t *viz_scratch(void) {
+    cairo_surface_t *s = cairo_image_surface_create(CAIRO_FORMAT_ARGB32, 1, 1);
+    cairo_t *cr = cairo_create(s);
+    cairo_surface_destroy(s); /* cr holds a reference */
+    cairo_font_options_t *fo = cairo_font_options_create();
+    cairo_font_options_set_hint_metrics(fo, CAIRO_HINT_METRICS_OFF);
+    cairo_set_font_options(cr, fo);
+    cairo_font_options_destroy(fo);
+    return cr;
+}
+
 /* ------------------------------------------------------------------ text */
+
+/* Length of the valid UTF-8 sequence at s (RFC 3629: no overlongs, no surrogates, at most
+ * U+10FFFF), or 0 when it is not valid. */
+static int utf8_len(const unsigned char *s) {
+    unsigned c = s[0];
+    if (c < 0x80) return 1;
+    int n;
+    unsigned min, cp;
+    if ((c & 0xE0) == 0xC0) {
+        n = 2;
+        min = 0x80;
+        cp = c & 0x1F;
+    } else if ((c & 0xF0) == 0xE0) {
+        n = 3;
+        min = 0x800;
+        cp = c & 0x0F;
+    } else if ((c & 0xF8) == 0xF0) {
+        n = 4;
+        min = 0x10000;
+        cp = c & 0x07;
+    } else {
+        return 0;
+    }
+    for (int i = 1; i < n; i++) {
+        if ((s[i] & 0xC0) != 0x80) return 0;
+        cp = cp << 6 | (s[i] & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return 0;
+    return n;
+}
+
+/* s itself when it is valid UTF-8 (cairo refuses anything else and would fail the whole
+ * figure); otherwise a copy in buf with every invalid byte replaced by '?'. */
+static const char *clean_utf8(const char *s, char *buf, size_t n) {
+    const unsigned char *p = (const unsigned char *)s;
+    int valid = 1;
+    for (size_t i = 0; p[i];) {
+        int k = utf8_len(p + i);
+        if (!k) {
+            valid = 0;
+            break;
+        }
+        i += (size_t)k;
+    }
+    if (valid) return s;
+    size_t o = 0;
+    for (size_t i = 0; p[i] && o + 5 < n;) {
+        int k = utf8_len(p + i);
+        if (!k) {
+            buf[o++] = '?';
+            i++;
+        } else {
+            memcpy(buf + o, p + i, (size_t)k);
+            o += (size_t)k;
+            i += (size_t)k;
+        }
+    }
+    buf[o] = '\0';
+    return buf;
+}
 
 void viz_font(cairo_t *cr, double size, int bold) {
     cairo_select_font_face(cr, VIZ_FONT, CAIRO_FONT_SLANT_NORMAL,
@@ -171,8 +258,9 @@ void viz_font(cairo_t *cr, double size, int bold) {
 }
 
 double viz_text_width(cairo_t *cr, const char *s) {
+    char buf[512];
     cairo_text_extents_t te;
-    cairo_text_extents(cr, s, &te);
+    cairo_text_extents(cr, clean_utf8(s, buf, sizeof buf), &te);
     return te.x_advance;
 }
 
@@ -191,6 +279,8 @@ double viz_line_height(cairo_t *cr) {
 void viz_text(cairo_t *cr, double x, double y, const char *s, viz_halign ha, viz_valign va,
               double angle) {
     if (!s || !*s) return;
+    char cbuf[512];
+    s = clean_utf8(s, cbuf, sizeof cbuf);
     cairo_font_extents_t fe;
     cairo_font_extents(cr, &fe);
     double w = viz_text_width(cr, s), cap = cap_height(cr);
@@ -206,8 +296,10 @@ void viz_text(cairo_t *cr, double x, double y, const char *s, viz_halign ha, viz
 }
 
 void viz_text_fit(cairo_t *cr, double x, double y, const char *s, double max_w, viz_halign ha,
-                  viz_valign va) {
+                  viz_valign va, double angle) {
     if (!s || !*s) return;
+    char cbuf[512];
+    s = clean_utf8(s, cbuf, sizeof cbuf);
     cairo_matrix_t fm;
     cairo_get_font_matrix(cr, &fm);
     double size = fm.yy;
@@ -219,7 +311,7 @@ void viz_text_fit(cairo_t *cr, double x, double y, const char *s, double max_w, 
         w = viz_text_width(cr, s);
     }
     if (w <= max_w) {
-        viz_text(cr, x, y, s, ha, va, 0);
+        viz_text(cr, x, y, s, ha, va, angle);
     } else {
         char buf[512];
         size_t k = strlen(s);
@@ -231,7 +323,7 @@ void viz_text_fit(cairo_t *cr, double x, double y, const char *s, double max_w, 
             if (k == 0 || viz_text_width(cr, buf) <= max_w) break;
             k--;
         }
-        viz_text(cr, x, y, buf, ha, va, 0);
+        viz_text(cr, x, y, buf, ha, va, angle);
     }
     cairo_set_font_size(cr, size);
 }
@@ -274,8 +366,8 @@ void viz_nice_ticks(double lo, double hi, int target, int integer, viz_ticks *t)
             double i0 = ceil(lo / step - 1e-9), i1 = floor(hi / step + 1e-9);
             int cnt = (int)(i1 - i0) + 1;
             if (cnt < 2 || cnt > VIZ_MAX_TICKS) continue;
-            /* prefer counts near the target; 2.5 is a slightly less friendly step */
-            double score = fabs(cnt - target) + (m == 2 ? 0.6 : 0.0);
+            /* prefer counts near the target; 2.5 is a less friendly step (more decimals) */
+            double score = abs(cnt - target) + (m == 2 ? 2.5 : 0.0);
             if (score < best_score - 1e-12 || (fabs(score - best_score) <= 1e-12 && step > best_step)) {
                 best_score = score;
                 best_step = step;
@@ -298,6 +390,10 @@ void viz_nice_ticks(double lo, double hi, int target, int integer, viz_ticks *t)
 void viz_tick_label(double v, double step, char *buf, size_t n) {
     if (fabs(v) < step * 1e-9) v = 0;
     double av = fabs(v);
+    if (v == 0 && step < 1e-4) {
+        snprintf(buf, n, "0");
+        return;
+    }
     if (v != 0 && (av >= 1e6 || step < 1e-4)) {
         int p = (int)floor(log10(av)) - (int)floor(log10(step));
         if (p < 0) p = 0;
@@ -344,7 +440,8 @@ static int clampi(int v, int lo, int hi) { return v < lo ? lo : v > hi ? hi : v;
 
 /* Ticks whose labels do not collide: fewer ticks until they fit. */
 static void fit_x_ticks(cairo_t *cr, viz_axes *a) {
-    for (int target = clampi((int)(a->w / 80), 3, 10); target >= 2; target--) {
+    viz_font(cr, VIZ_FS_TICK, 0);
+    for (int target = clampi((int)(a->w / 65), 3, 10); target >= 2; target--) {
         viz_nice_ticks(a->x0, a->x1, target, a->integer_x, &a->xt);
         double maxw = 0;
         for (int i = 0; i < a->xt.n; i++) {
@@ -357,6 +454,7 @@ static void fit_x_ticks(cairo_t *cr, viz_axes *a) {
 }
 
 static void fit_y_ticks(cairo_t *cr, viz_axes *a, double h) {
+    viz_font(cr, VIZ_FS_TICK, 0);
     double lh = viz_line_height(cr);
     for (int target = clampi((int)(h / 50), 3, 8); target >= 2; target--) {
         viz_nice_ticks(a->y0, a->y1, target, 0, &a->yt);
@@ -370,47 +468,52 @@ static void fit_y_ticks(cairo_t *cr, viz_axes *a, double h) {
     }
 }
 
-void viz_axes_layout(cairo_t *cr, viz_axes *a, double bx, double by, double bw, double bh) {
+void viz_axes_margins(cairo_t *cr, viz_axes *a, double plot_h, double *left, double *top,
+                      double *right, double *bottom) {
     viz_font(cr, VIZ_FS_PANEL, 1);
     double title_h = a->title ? viz_line_height(cr) + 8 : 0;
     viz_font(cr, VIZ_FS_LABEL, 0);
     double label_h = viz_line_height(cr);
     viz_font(cr, VIZ_FS_TICK, 0);
     double tick_h = viz_line_height(cr);
+    fit_y_ticks(cr, a, plot_h);
+    *top = ceil(fmax(title_h, tick_h / 2 + 2));
+    *bottom = ceil(TICK_LEN + TICK_PAD + tick_h + (a->xlabel ? 7 + label_h : 0) + 2);
+    *left = ceil(2 + (a->ylabel ? label_h + 8 : 0) +
+                 (a->hide_ytick_labels ? 0 : a->ytl_w + TICK_PAD) + TICK_LEN);
+    *right = 4;
+}
 
-    double top = by + fmax(title_h, tick_h / 2 + 2);
-    double bottom = by + bh - (TICK_LEN + TICK_PAD + tick_h + (a->xlabel ? 7 + label_h : 0) + 2);
-    fit_y_ticks(cr, a, bottom - top);
-    double left = bx + 2 + (a->ylabel ? label_h + 8 : 0) +
-                  (a->hide_ytick_labels ? 0 : a->ytl_w + TICK_PAD) + TICK_LEN;
-    double right = bx + bw - 4;
-    a->x = left;
-    a->y = top;
-    a->w = right - left;
-    a->h = bottom - top;
+void viz_axes_place(cairo_t *cr, viz_axes *a, double x, double y, double w, double h) {
+    /* whole units: crisp frames in PNG */
+    double x1 = round(x + w), y1 = round(y + h);
+    a->x = round(x);
+    a->y = round(y);
+    a->w = x1 - a->x;
+    a->h = y1 - a->y;
+    fit_y_ticks(cr, a, a->h);
+    fit_x_ticks(cr, a);
+}
+
+void viz_axes_layout(cairo_t *cr, viz_axes *a, double bx, double by, double bw, double bh) {
+    double l, t, r, b;
+    viz_axes_margins(cr, a, bh - 60, &l, &t, &r, &b);
+    viz_axes_margins(cr, a, bh - t - b, &l, &t, &r, &b); /* with the real plot height */
+    double x = bx + l, y = by + t, w = bw - l - r, h = bh - t - b;
+    if (a->square) {
+        double s = fmin(w, h);
+        x += (w - s) / 2;
+        y += (h - s) / 2;
+        w = h = s;
+    }
+    viz_axes_place(cr, a, x, y, w, h);
     /* the last x tick label may stick out on the right: shrink until it does not */
-    for (int it = 0; it < 3; it++) {
-        fit_x_ticks(cr, a);
-        if (a->xt.n == 0) break;
+    for (int it = 0; it < 3 && a->xt.n > 0; it++) {
         double last = viz_px(a, a->xt.v[a->xt.n - 1]);
         double over = last + viz_text_width(cr, a->xtl[a->xt.n - 1]) / 2 - (bx + bw - 1);
         if (over <= 0) break;
-        a->w -= over;
+        viz_axes_place(cr, a, a->x, a->y, a->w - over, a->h);
     }
-    if (a->square) {
-        double s = fmin(a->w, a->h);
-        a->x += (a->w - s) / 2;
-        a->y += (a->h - s) / 2;
-        a->w = a->h = s;
-        fit_x_ticks(cr, a);
-        fit_y_ticks(cr, a, a->h);
-    }
-    /* whole units: crisp frames in PNG */
-    double x1 = round(a->x + a->w), y1 = round(a->y + a->h);
-    a->x = round(a->x);
-    a->y = round(a->y);
-    a->w = x1 - a->x;
-    a->h = y1 - a->y;
 }
 
 void viz_axes_back(cairo_t *cr, const viz_axes *a) {
@@ -464,15 +567,16 @@ void viz_axes_front(cairo_t *cr, const viz_axes *a) {
     viz_font(cr, VIZ_FS_LABEL, 0);
     if (a->xlabel)
         viz_text_fit(cr, a->x + a->w / 2, a->y + a->h + TICK_LEN + TICK_PAD + tick_h + 7,
-                     a->xlabel, a->w, VIZ_HCENTER, VIZ_VTOP);
+                     a->xlabel, a->w, VIZ_HCENTER, VIZ_VTOP, 0);
     if (a->ylabel) {
         double xr = a->x - TICK_LEN - (a->hide_ytick_labels ? 0 : a->ytl_w + TICK_PAD) - 8;
-        viz_text(cr, xr, a->y + a->h / 2, a->ylabel, VIZ_HCENTER, VIZ_VBOTTOM, -M_PI / 2);
+        viz_text_fit(cr, xr, a->y + a->h / 2, a->ylabel, a->h, VIZ_HCENTER, VIZ_VBOTTOM,
+                     -M_PI / 2);
     }
     if (a->title) {
         viz_font(cr, VIZ_FS_PANEL, 1);
         viz_text_fit(cr, a->x + a->w / 2, a->y - 8, a->title, a->w + 40, VIZ_HCENTER,
-                     VIZ_VBOTTOM);
+                     VIZ_VBOTTOM, 0);
     }
     cairo_restore(cr);
 }
@@ -498,6 +602,33 @@ void viz_legend_size(cairo_t *cr, const viz_key *k, int n, double *w, double *h)
     *h = ceil(LEG_PAD - 3 + n * row + LEG_PAD - 3);
 }
 
+static void draw_swatch(cairo_t *cr, const viz_key *k, double sx, double cy) {
+    switch (k->kind) {
+    case VIZ_KEY_LINE:
+        cairo_set_line_width(cr, k->dashed ? 1.3 : 2.0);
+        viz_set_rgb(cr, k->color, 1);
+        if (k->dashed) {
+            static const double dash[2] = {4.0, 3.0};
+            cairo_set_dash(cr, dash, 2, 0);
+        }
+        cairo_move_to(cr, sx, cy);
+        cairo_line_to(cr, sx + LEG_SWATCH, cy);
+        cairo_stroke(cr);
+        cairo_set_dash(cr, NULL, 0, 0);
+        break;
+    case VIZ_KEY_BOX:
+        cairo_rectangle(cr, sx + 2, cy - 5, LEG_SWATCH - 4, 10);
+        viz_set_rgb(cr, k->color, k->alpha > 0 ? k->alpha : 1);
+        cairo_fill(cr);
+        break;
+    case VIZ_KEY_MARKER:
+        cairo_arc(cr, sx + LEG_SWATCH / 2, cy, 4.0, 0, 2 * M_PI);
+        viz_set_rgb(cr, k->color, k->alpha > 0 ? k->alpha : 1);
+        cairo_fill(cr);
+        break;
+    }
+}
+
 void viz_legend(cairo_t *cr, const viz_key *k, int n, double x, double y) {
     double w, h;
     viz_legend_size(cr, k, n, &w, &h);
@@ -514,30 +645,32 @@ void viz_legend(cairo_t *cr, const viz_key *k, int n, double x, double y) {
     for (int i = 0; i < n; i++) {
         double cy = y + LEG_PAD - 3 + (i + 0.5) * row;
         double sx = x + LEG_PAD;
-        switch (k[i].kind) {
-        case VIZ_KEY_LINE:
-            cairo_set_line_width(cr, 2.0);
-            viz_set_rgb(cr, k[i].color, 1);
-            cairo_move_to(cr, sx, cy);
-            cairo_line_to(cr, sx + LEG_SWATCH, cy);
-            cairo_stroke(cr);
-            break;
-        case VIZ_KEY_BOX:
-            cairo_rectangle(cr, sx + 2, cy - 5, LEG_SWATCH - 4, 10);
-            viz_set_rgb(cr, k[i].color, k[i].alpha > 0 ? k[i].alpha : 1);
-            cairo_fill_preserve(cr);
-            viz_set_rgb(cr, k[i].color, 1);
-            cairo_set_line_width(cr, 1.2);
-            cairo_stroke(cr);
-            break;
-        case VIZ_KEY_MARKER:
-            cairo_arc(cr, sx + LEG_SWATCH / 2, cy, 4.0, 0, 2 * M_PI);
-            viz_set_rgb(cr, k[i].color, k[i].alpha > 0 ? k[i].alpha : 1);
-            cairo_fill(cr);
-            break;
-        }
+        draw_swatch(cr, &k[i], sx, cy);
         viz_set_rgb(cr, VIZ_TEXT, 1);
         viz_text(cr, sx + LEG_SWATCH + LEG_GAP, cy, k[i].label, VIZ_HLEFT, VIZ_VMIDDLE, 0);
+    }
+    cairo_restore(cr);
+}
+
+#define ROW_SEP 22.0
+
+double viz_legend_row_width(cairo_t *cr, const viz_key *k, int n) {
+    viz_font(cr, VIZ_FS_LEGEND, 0);
+    double w = 0;
+    for (int i = 0; i < n; i++)
+        w += (i ? ROW_SEP : 0) + LEG_SWATCH + LEG_GAP + viz_text_width(cr, k[i].label);
+    return w;
+}
+
+void viz_legend_row(cairo_t *cr, const viz_key *k, int n, double cx, double cy) {
+    double x = cx - viz_legend_row_width(cr, k, n) / 2;
+    cairo_save(cr);
+    for (int i = 0; i < n; i++) {
+        draw_swatch(cr, &k[i], x, cy);
+        x += LEG_SWATCH + LEG_GAP;
+        viz_set_rgb(cr, VIZ_TEXT, 1);
+        viz_text(cr, x, cy, k[i].label, VIZ_HLEFT, VIZ_VMIDDLE, 0);
+        x += viz_text_width(cr, k[i].label) + ROW_SEP;
     }
     cairo_restore(cr);
 }
@@ -568,7 +701,7 @@ static void colorbar_ticks(cairo_t *cr, double h, double vmin, double vmax, viz_
                            char labels[][32], double *maxw) {
     viz_font(cr, VIZ_FS_TICK, 0);
     double lh = viz_line_height(cr);
-    for (int target = clampi((int)(h / 45), 3, 7); target >= 2; target--) {
+    for (int target = clampi((int)(h / 60), 3, 7); target >= 2; target--) {
         viz_nice_ticks(vmin, vmax, target, 0, t);
         if (t->n < 2 || t->step / (vmax - vmin) * h >= lh + 8) break;
     }

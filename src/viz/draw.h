@@ -53,6 +53,13 @@ int viz_fig_open(viz_fig *f, const char *path, double w, double h, rf_err *e);
 int viz_fig_close(viz_fig *f, rf_err *e);
 /* Releases the figure and removes the temporary file. */
 void viz_fig_abort(viz_fig *f);
+/* A throw-away context for measuring text before the figure size is known (cairo_destroy it).
+ * Same font options as a figure, so measurements match. */
+cairo_t *viz_scratch(void);
+/* Draws the figure title (may be NULL) centred at the top; returns the y where content starts. */
+double viz_fig_title(viz_fig *f, const char *title);
+/* The same height without drawing. */
+double viz_title_height(cairo_t *cr, const char *title);
 
 /* ---- text ---- */
 typedef enum { VIZ_HLEFT = 0, VIZ_HCENTER = 1, VIZ_HRIGHT = 2 } viz_halign;
@@ -66,10 +73,10 @@ double viz_line_height(cairo_t *cr);
  * -angle on screen: use -M_PI/2 for text reading upwards). */
 void viz_text(cairo_t *cr, double x, double y, const char *s, viz_halign ha, viz_valign va,
               double angle);
-/* Like viz_text with angle 0, but shrinks the font (down to 70%) and then elides the end
- * with "..." so the text is at most max_w wide. Restores the font size afterwards. */
+/* Like viz_text, but shrinks the font (down to 70%) and then elides the end with "..." so the
+ * text is at most max_w long. Restores the font size afterwards. */
 void viz_text_fit(cairo_t *cr, double x, double y, const char *s, double max_w, viz_halign ha,
-                  viz_valign va);
+                  viz_valign va, double angle);
 
 /* ---- ticks ---- */
 #define VIZ_MAX_TICKS 24
@@ -97,11 +104,18 @@ typedef struct viz_axes {
     /* computed */
     double x, y, w, h;             /* plot area */
     viz_ticks xt, yt;
+    double ytl_w;                  /* widest y tick label */
     char xtl[VIZ_MAX_TICKS][32], ytl[VIZ_MAX_TICKS][32];
 } viz_axes;
 
 /* Clears a and sets the data ranges (degenerate ranges are widened). */
 void viz_axes_init(viz_axes *a, double x0, double x1, double y0, double y1);
+/* Room needed around the plot area for the title, tick labels and axis labels; plot_h is an
+ * estimate of the plot height (it sets the number of y ticks, hence the tick label width). */
+void viz_axes_margins(cairo_t *cr, viz_axes *a, double plot_h, double *left, double *top,
+                      double *right, double *bottom);
+/* Sets the plot area directly and computes ticks and labels. */
+void viz_axes_place(cairo_t *cr, viz_axes *a, double x, double y, double w, double h);
 /* Places the plot area inside the box (bx, by, bw, bh), leaving room for the title, tick labels
  * and axis labels. */
 void viz_axes_layout(cairo_t *cr, viz_axes *a, double bx, double by, double bw, double bh);
@@ -125,10 +139,14 @@ typedef struct viz_key {
     viz_rgb color;
     viz_key_kind kind;
     double alpha; /* fill alpha for boxes/markers */
+    int dashed;   /* lines */
 } viz_key;
 void viz_legend_size(cairo_t *cr, const viz_key *k, int n, double *w, double *h);
 /* Draws the legend box with its top-left corner at (x, y). */
 void viz_legend(cairo_t *cr, const viz_key *k, int n, double x, double y);
+/* A frameless legend on one line, centred on (cx, cy). */
+double viz_legend_row_width(cairo_t *cr, const viz_key *k, int n);
+void viz_legend_row(cairo_t *cr, const viz_key *k, int n, double cx, double cy);
 
 /* ---- colour map (viridis) ---- */
 viz_rgb viz_cmap(double t); /* t in [0, 1], clamped */

@@ -1,0 +1,232 @@
+#!/usr/bin/env bash
+# renflow vs PyTorch benchmark: trains the same flows (bench/torch_flows.py mirrors renflow's
+# models, schedule and clipping) on the same data with the same batch, epochs, lr and threads,
+# then prints one side-by-side table (and writes it as Markdown for BENCHMARKS.md), a GEMM
+# efficiency table against OpenBLAS's own SGEMM rate (bench/sgemm_rate.c), and renflow's
+# memory-saving benchmark (peak RSS at 4 vs 32 blocks).
+#
+# usage: bench/run_bench.sh [--quick] [--epochs E] [--threads T] [--out DIR]
+#                           [--no-memory] [--memory-only] [--no-grid]
+#
+#   --quick        a small grid: data sets synth8, eeg (D=14) and sleep (D=72), hidden 64, 5 blocks,
+#                  every flow type, 1 epoch, 2048 samples for the sampling rate: under 10 minutes
+#                  on 2 cores. Without it the full grid of the issue runs: D in {8, 14, 72} (synthetic
+#                  mixtures synth8/synth14/synth72 and the real sets eeg (D=14) and sleep (D=72)),
+#                  hidden in {64, 256}, blocks in {5, 10}, every flow type: 100 configurations.
+#   --epochs E     training epochs (default 20, or 1 with --quick)
+#   --threads T    threads for both implementations (default 2)
+#   --out DIR      work folder (default build/bench): data in DIR/data, results in DIR/results
+#
+# Environment overrides (space-separated lists): DATASETS, FLOWS, HIDDENS, BLOCKS_LIST, and
+# BATCH (256), LR (1e-3), SEED (1), N_SAMPLES (samples drawn to time sampling), RENFLOW (the CLI,
+# default build/renflow; built with CMake when missing), PYTHON (default /usr/bin/python3, which
+# has Debian's python3-torch), OMP_WAIT_POLICY (passed to both when set), and for the memory
+# benchmark MEM_DATA (synth72), MEM_FLOW (realnvp), MEM_HIDDEN (256), MEM_BATCH (1024),
+# MEM_STEPS (10 training steps per run).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+PYTHON=${PYTHON:-/usr/bin/python3}
+RENFLOW=${RENFLOW:-$ROOT/build/renflow}
+QUICK=0
+EPOCHS=${EPOCHS:-}
+THREADS=${THREADS:-2}
+OUT=${OUT:-$ROOT/build/bench}
+DO_GRID=1
+DO_MEMORY=1
+
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --quick) QUICK=1 ;;
+    --epochs) EPOCHS=$2; shift ;;
+    --threads) THREADS=$2; shift ;;
+    --out) OUT=$2; shift ;;
+    --no-memory) DO_MEMORY=0 ;;
+    --memory-only) DO_GRID=0 ;;
+    --no-grid) DO_GRID=0 ;;
+    -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
+    *) echo "run_bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
+    esac
+    shift
+done
+
+if [ "$QUICK" = 1 ]; then
+    DATASETS=${DATASETS:-"synth8 eeg sleep"}
+    FLOWS=${FLOWS:-"realnvp glow maf nsf nsf-ar"}
+    HIDDENS=${HIDDENS:-"64"}
+    BLOCKS_LIST=${BLOCKS_LIST:-"5"}
+    EPOCHS=${EPOCHS:-1}
+    N_SAMPLES=${N_SAMPLES:-2048}
+else
+    DATASETS=${DATASETS:-"synth8 synth14 eeg synth72 sleep"}
+    FLOWS=${FLOWS:-"realnvp glow maf nsf nsf-ar"}
+    HIDDENS=${HIDDENS:-"64 256"}
+    BLOCKS_LIST=${BLOCKS_LIST:-"5 10"}
+    EPOCHS=${EPOCHS:-20}
+    N_SAMPLES=${N_SAMPLES:-10240}
+fi
+BATCH=${BATCH:-256}
+LR=${LR:-1e-3}
+SEED=${SEED:-1}
+MEM_DATA=${MEM_DATA:-synth72}
+MEM_FLOW=${MEM_FLOW:-realnvp}
+MEM_HIDDEN=${MEM_HIDDEN:-256}
+MEM_BATCH=${MEM_BATCH:-1024}
+MEM_STEPS=${MEM_STEPS:-10}
+
+DATA=$OUT/data
+RESULTS=$OUT/results
+mkdir -p "$OUT" "$DATA" "$RESULTS"
+
+# Both implementations get the same thread settings (renflow's rf_set_threads sets OpenMP and
+# OpenBLAS to --threads; torch_flows.py does the same before importing torch).
+export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
+[ -n "${OMP_WAIT_POLICY:-}" ] && export OMP_WAIT_POLICY
+
+# ---------------------------------------------------------------- prerequisites
+if [ ! -x /usr/bin/time ]; then
+    echo "installing GNU time (for peak RSS)..." >&2
+    if [ "$(id -u)" = 0 ]; then
+        apt-get install -y time >/dev/null 2>&1 || { apt-get update >/dev/null 2>&1 && apt-get install -y time >/dev/null 2>&1; } || true
+    else
+        sudo apt-get install -y time >/dev/null 2>&1 || true
+    fi
+    [ -x /usr/bin/time ] || { echo "run_bench.sh: /usr/bin/time is missing (apt-get install time)" >&2; exit 1; }
+fi
+if ! "$PYTHON" -c 'import torch, numpy' 2>/dev/null; then
+    echo "run_bench.sh: $PYTHON cannot import torch and numpy (Debian: apt-get install python3-torch)" >&2
+    exit 1
+fi
+if [ "$DO_GRID" = 1 ] || [ "$DO_MEMORY" = 1 ]; then
+    if [ ! -x "$RENFLOW" ]; then
+        echo "building $RENFLOW ..." >&2
+        cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
+        cmake --build "$ROOT/build" -j"$(nproc)" --target renflow >/dev/null
+    fi
+    "$RENFLOW" train --help >/dev/null || { echo "run_bench.sh: $RENFLOW train does not work" >&2; exit 1; }
+fi
+
+need_data() {
+    local missing=""
+    for ds in "$@"; do
+        for s in train val test; do [ -f "$DATA/${ds}_$s.npy" ] || missing="$missing $ds"; done
+    done
+    missing=$(echo $missing | tr ' ' '\n' | sort -u | tr '\n' ',' | sed 's/,$//')
+    if [ -n "$missing" ]; then "$PYTHON" "$ROOT/bench/make_data.py" "$DATA" --only "$missing"; fi
+}
+
+dim_of() { "$PYTHON" -c "import numpy as np, sys; print(np.load(sys.argv[1], mmap_mode='r').shape[1])" "$1"; }
+
+machine=$( (lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1) || true)
+machine="${machine:-unknown CPU}, $(nproc) cores"
+
+# ---------------------------------------------------------------- grid
+run_one() {
+    local ds=$1 D=$2 flow=$3 H=$4 NB=$5
+    local name="${ds}_${flow}_h${H}_b${NB}"
+    local dir="$RESULTS/runs/$name"
+    rm -rf "$dir"
+    mkdir -p "$dir"
+    printf '{"dataset": "%s", "dim": %d, "flow": "%s", "hidden": %d, "blocks": %d, "batch": %d, "threads": %d, "epochs": %d}\n' \
+        "$ds" "$D" "$flow" "$H" "$NB" "$BATCH" "$THREADS" "$EPOCHS" >"$dir/meta.json"
+    local tr="$DATA/${ds}_train.npy" va="$DATA/${ds}_val.npy" te="$DATA/${ds}_test.npy"
+
+    local t0=$SECONDS rf_ok=1
+    /usr/bin/time -f %M -o "$dir/rf_train.rss" "$RENFLOW" train --data "$tr" --val "$va" --flow "$flow" \
+        --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --seed "$SEED" \
+        --threads "$THREADS" --out "$dir/model.rf" --json --quiet >"$dir/rf_train.json" 2>"$dir/rf_train.log" || rf_ok=0
+    if [ "$rf_ok" = 1 ]; then
+        "$RENFLOW" eval --data "$te" --threads "$THREADS" --json "$dir/model.rf" >"$dir/rf_eval.json" 2>"$dir/rf_eval.log" || rf_ok=0
+        "$RENFLOW" sample -n "$N_SAMPLES" --out "$dir/samples.npy" --seed "$SEED" --threads "$THREADS" --json \
+            "$dir/model.rf" >"$dir/rf_sample.json" 2>"$dir/rf_sample.log" || rf_ok=0
+    fi
+    rm -f "$dir/samples.npy" "$dir/model.rf.ckpt"
+    local t1=$SECONDS t_ok=1
+    /usr/bin/time -f %M -o "$dir/torch.rss" "$PYTHON" "$ROOT/bench/torch_flows.py" --flow "$flow" --train "$tr" \
+        --val "$va" --test "$te" --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" \
+        --threads "$THREADS" --seed "$SEED" --n-samples "$N_SAMPLES" --json >"$dir/torch.json" 2>"$dir/torch.log" || t_ok=0
+    local t2=$SECONDS
+    printf '%-24s renflow %s (%3ds)   torch %s (%3ds)\n' "$name" "$([ $rf_ok = 1 ] && echo ok || echo FAILED)" \
+        $((t1 - t0)) "$([ $t_ok = 1 ] && echo ok || echo FAILED)" $((t2 - t1)) >&2
+    [ $rf_ok = 1 ] || sed 's/^/    renflow: /' "$dir"/rf_*.log | tail -5 >&2
+    [ $t_ok = 1 ] || sed 's/^/    torch: /' "$dir/torch.log" | tail -5 >&2
+}
+
+if [ "$DO_GRID" = 1 ]; then
+    # shellcheck disable=SC2086
+    need_data $DATASETS
+    rm -rf "$RESULTS/runs"
+    mkdir -p "$RESULTS/runs"
+    torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
+    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d}\n' \
+        "$THREADS" "$BATCH" "$EPOCHS" "$LR" "$SEED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$machine" "$torch_version" "$QUICK" \
+        >"$RESULTS/settings.json"
+
+    # OpenBLAS's own SGEMM rate at batch x hidden x hidden
+    if cc -O2 -o "$OUT/sgemm_rate" "$ROOT/bench/sgemm_rate.c" -lopenblas 2>"$OUT/sgemm_build.log"; then
+        "$OUT/sgemm_rate" --threads "$THREADS" --batch "$BATCH" --hidden "$(echo $HIDDENS | tr ' ' ',')" \
+            --seconds 0.5 >"$RESULTS/sgemm.jsonl"
+    else
+        echo "sgemm_rate did not build (see $OUT/sgemm_build.log); skipping the GEMM table" >&2
+        rm -f "$RESULTS/sgemm.jsonl"
+    fi
+
+    n_runs=0
+    for ds in $DATASETS; do for H in $HIDDENS; do for NB in $BLOCKS_LIST; do for flow in $FLOWS; do
+        n_runs=$((n_runs + 1))
+    done; done; done; done
+    echo "grid: $n_runs configurations x 2 implementations, $EPOCHS epoch(s), batch $BATCH, $THREADS threads" >&2
+    start=$SECONDS
+    for ds in $DATASETS; do
+        D=$(dim_of "$DATA/${ds}_train.npy")
+        for H in $HIDDENS; do for NB in $BLOCKS_LIST; do for flow in $FLOWS; do
+            run_one "$ds" "$D" "$flow" "$H" "$NB"
+        done; done; done
+    done
+    echo "grid done in $((SECONDS - start)) s" >&2
+    echo
+    "$PYTHON" "$ROOT/bench/bench_table.py" "$RESULTS" --markdown "$RESULTS/bench_table.md"
+fi
+
+# ---------------------------------------------------------------- memory benchmark
+if [ "$DO_MEMORY" = 1 ]; then
+    need_data "$MEM_DATA"
+    mdir="$RESULTS/memory"
+    rm -rf "$mdir"
+    mkdir -p "$mdir"
+    declare -A RSS
+    for mode in saving store; do
+        for NB in 4 32; do
+            flag=""
+            [ "$mode" = saving ] && flag="--memory-saving"
+            # shellcheck disable=SC2086
+            /usr/bin/time -f %M -o "$mdir/$mode-$NB.rss" "$RENFLOW" train --data "$DATA/${MEM_DATA}_train.npy" \
+                --val "$DATA/${MEM_DATA}_val.npy" --flow "$MEM_FLOW" --blocks "$NB" --hidden "$MEM_HIDDEN" \
+                --batch "$MEM_BATCH" --epochs 1 --max-steps "$MEM_STEPS" --seed "$SEED" --threads "$THREADS" \
+                $flag --out "$mdir/$mode-$NB.rf" --json --quiet >"$mdir/$mode-$NB.json" 2>"$mdir/$mode-$NB.log" ||
+                { echo "memory benchmark: renflow train $flag --blocks $NB failed:" >&2; tail -3 "$mdir/$mode-$NB.log" >&2; }
+            RSS[$mode-$NB]=$(tail -1 "$mdir/$mode-$NB.rss")
+            rm -f "$mdir/$mode-$NB.rf" "$mdir/$mode-$NB.rf.ckpt"
+        done
+    done
+    "$PYTHON" - "$mdir" "${RSS[saving-4]}" "${RSS[saving-32]}" "${RSS[store-4]}" "${RSS[store-32]}" \
+        "$MEM_DATA" "$MEM_FLOW" "$MEM_HIDDEN" "$MEM_BATCH" "$MEM_STEPS" <<'EOF'
+import sys
+d, s4, s32, n4, n32 = sys.argv[1], *[float(v) / 1024 if v.strip().isdigit() else float("nan") for v in sys.argv[2:6]]
+data, flow, hidden, batch, steps = sys.argv[6:11]
+lines = [
+    "renflow peak RSS, %s on %s, hidden %s, batch %s, %s training steps:" % (flow, data, hidden, batch, steps),
+    "",
+    "| backprop | 4 blocks | 32 blocks | 32 / 4 |",
+    "|---|---:|---:|---:|",
+    "| memory-saving (`--memory-saving`) | %.0f MB | %.0f MB | %.2fx |" % (s4, s32, s32 / s4),
+    "| stored activations (default) | %.0f MB | %.0f MB | %.2fx |" % (n4, n32, n32 / n4),
+    "",
+    "At 32 blocks memory-saving backprop uses %.2fx the peak RSS of stored activations." % (s32 / n32),
+]
+print("\n" + "\n".join(lines))
+with open(d + "/memory.md", "w") as fp:
+    fp.write("\n".join(lines) + "\n")
+print("\nmemory ratio (memory-saving, 32 vs 4 blocks): %.2f" % (s32 / s4))
+EOF
+fi
