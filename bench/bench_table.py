@@ -115,6 +115,7 @@ def collect(results):
         r["t_rss"] = t_rss
         r["rf_smp"] = num(rs.get("samples_per_sec"))
         r["t_smp"] = num(tj.get("sampling_per_sec"))
+        r["t_base"] = num(tj.get("rss_after_import_mb"))
         r["rf_epochs"] = rt.get("epochs_run")
         r["t_epochs"] = tj.get("epochs_run")
         rows.append(r)
@@ -179,12 +180,22 @@ def main():
         g_body.append([r["dataset"], r["dim"], r["flow"], r["hidden"], r["blocks"], "%.3f" % (flops / 1e6),
                        fmt(eff, "gf"), fmt(peak, "gf"), fmt(eff / peak if eff and peak else None, "pct")])
 
-    desc = ("threads %s, batch %s, epochs %s, lr %s, seed %s; samples/s = training examples per second "
-            "(renflow: as reported by `train --json`; torch: excluding validation); test NLL in nats/example "
-            "(data space, standardisation included); peak RSS of the training process; sampling/s = samples "
-            "drawn per second through the inverse (batches of 1024)." %
-            (settings.get("threads", "?"), settings.get("batch", "?"), settings.get("epochs", "?"),
-             settings.get("lr", "?"), settings.get("seed", "?")))
+    loads = [num(r.get("load1")) for r in rows if num(r.get("load1")) is not None]
+    bases = sorted(r["t_base"] for r in rows if r.get("t_base"))
+    base_txt = "%.0f" % bases[len(bases) // 2] if bases else "?"
+    load_txt = ("; 1-minute load average at the start of the runs %.1f-%.1f" % (min(loads), max(loads))) if loads else ""
+    desc = ("PyTorch %s, threads %s (OMP_WAIT_POLICY=%s), batch %s, epochs %s, lr %s, seed %s%s. "
+            "samples/s = training examples per second (renflow: `samples_per_sec` of `train --json`; torch: "
+            "excluding validation); test NLL in nats/example in data space (standardisation log-det "
+            "included); peak RSS of the training process (renflow: /usr/bin/time; torch: ru_maxrss after "
+            "training, includes about %s MB for the Python/torch runtime); sampling/s = %s samples drawn "
+            "through the inverse in batches of 1024." %
+            (settings.get("torch", "?"), settings.get("threads", "?"), settings.get("omp_wait_policy", "?"),
+             settings.get("batch", "?"), settings.get("epochs", "?"), settings.get("lr", "?"),
+             settings.get("seed", "?"), load_txt, base_txt,
+             settings.get("n_samples", "?")))
+    print(desc)
+    print()
     print(text_table(header, body))
     if rates:
         print()

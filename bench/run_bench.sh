@@ -8,9 +8,9 @@
 # usage: bench/run_bench.sh [--quick] [--epochs E] [--threads T] [--out DIR]
 #                           [--no-memory] [--memory-only] [--no-grid]
 #
-#   --quick        a small grid: data sets synth8, eeg (D=14) and sleep (D=72), hidden 64, 5 blocks,
-#                  every flow type, 1 epoch, 2048 samples for the sampling rate: under 10 minutes
-#                  on 2 cores. Without it the full grid of the issue runs: D in {8, 14, 72} (synthetic
+#   --quick        a small grid: data sets synth8, eeg (D=14) and sleep (D=72), hidden 64 and 256,
+#                  5 blocks, every flow type (30 configurations), 1 epoch, 1024 samples for the
+#                  sampling rate: about 5 minutes on 2 cores. Without it the full grid of the issue runs: D in {8, 14, 72} (synthetic
 #                  mixtures synth8/synth14/synth72 and the real sets eeg (D=14) and sleep (D=72)),
 #                  hidden in {64, 256}, blocks in {5, 10}, every flow type: 100 configurations.
 #   --epochs E     training epochs (default 20, or 1 with --quick)
@@ -20,7 +20,8 @@
 # Environment overrides (space-separated lists): DATASETS, FLOWS, HIDDENS, BLOCKS_LIST, and
 # BATCH (256), LR (1e-3), SEED (1), N_SAMPLES (samples drawn to time sampling), RENFLOW (the CLI,
 # default build/renflow; built with CMake when missing), PYTHON (default /usr/bin/python3, which
-# has Debian's python3-torch), OMP_WAIT_POLICY (passed to both when set), and for the memory
+# has Debian's python3-torch), OMP_WAIT_POLICY (default PASSIVE for both, see below; set it to
+# ACTIVE or to an empty string for the OpenMP default), and for the memory
 # benchmark MEM_DATA (synth72), MEM_FLOW (realnvp), MEM_HIDDEN (256), MEM_BATCH (1024),
 # MEM_STEPS (10 training steps per run).
 set -euo pipefail
@@ -53,17 +54,17 @@ done
 if [ "$QUICK" = 1 ]; then
     DATASETS=${DATASETS:-"synth8 eeg sleep"}
     FLOWS=${FLOWS:-"realnvp glow maf nsf nsf-ar"}
-    HIDDENS=${HIDDENS:-"64"}
+    HIDDENS=${HIDDENS:-"64 256"}
     BLOCKS_LIST=${BLOCKS_LIST:-"5"}
     EPOCHS=${EPOCHS:-1}
-    N_SAMPLES=${N_SAMPLES:-2048}
+    N_SAMPLES=${N_SAMPLES:-1024}
 else
     DATASETS=${DATASETS:-"synth8 synth14 eeg synth72 sleep"}
     FLOWS=${FLOWS:-"realnvp glow maf nsf nsf-ar"}
     HIDDENS=${HIDDENS:-"64 256"}
     BLOCKS_LIST=${BLOCKS_LIST:-"5 10"}
     EPOCHS=${EPOCHS:-20}
-    N_SAMPLES=${N_SAMPLES:-10240}
+    N_SAMPLES=${N_SAMPLES:-4096}
 fi
 BATCH=${BATCH:-256}
 LR=${LR:-1e-3}
@@ -79,9 +80,13 @@ RESULTS=$OUT/results
 mkdir -p "$OUT" "$DATA" "$RESULTS"
 
 # Both implementations get the same thread settings (renflow's rf_set_threads sets OpenMP and
-# OpenBLAS to --threads; torch_flows.py does the same before importing torch).
+# OpenBLAS to --threads; torch_flows.py does the same before importing torch). Both mix OpenMP
+# loops with OpenBLAS's own pthreads: with OpenMP's default spin-waiting the idle OpenMP threads
+# compete with OpenBLAS's threads for the cores (on 2 cores that made either side up to 20x slower,
+# and erratic), so both run with passive waiting unless OMP_WAIT_POLICY says otherwise.
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
-[ -n "${OMP_WAIT_POLICY:-}" ] && export OMP_WAIT_POLICY
+OMP_WAIT_POLICY=${OMP_WAIT_POLICY-PASSIVE}
+if [ -n "$OMP_WAIT_POLICY" ]; then export OMP_WAIT_POLICY; else unset OMP_WAIT_POLICY; fi
 
 # ---------------------------------------------------------------- prerequisites
 if [ ! -x /usr/bin/time ]; then
@@ -127,8 +132,8 @@ run_one() {
     local dir="$RESULTS/runs/$name"
     rm -rf "$dir"
     mkdir -p "$dir"
-    printf '{"dataset": "%s", "dim": %d, "flow": "%s", "hidden": %d, "blocks": %d, "batch": %d, "threads": %d, "epochs": %d}\n' \
-        "$ds" "$D" "$flow" "$H" "$NB" "$BATCH" "$THREADS" "$EPOCHS" >"$dir/meta.json"
+    printf '{"dataset": "%s", "dim": %d, "flow": "%s", "hidden": %d, "blocks": %d, "batch": %d, "threads": %d, "epochs": %d, "load1": %s}\n' \
+        "$ds" "$D" "$flow" "$H" "$NB" "$BATCH" "$THREADS" "$EPOCHS" "$(cut -d' ' -f1 /proc/loadavg)" >"$dir/meta.json"
     local tr="$DATA/${ds}_train.npy" va="$DATA/${ds}_val.npy" te="$DATA/${ds}_test.npy"
 
     local t0=$SECONDS rf_ok=1
@@ -158,9 +163,9 @@ if [ "$DO_GRID" = 1 ]; then
     rm -rf "$RESULTS/runs"
     mkdir -p "$RESULTS/runs"
     torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
-    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d}\n' \
+    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d, "omp_wait_policy": "%s", "n_samples": %d}\n' \
         "$THREADS" "$BATCH" "$EPOCHS" "$LR" "$SEED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$machine" "$torch_version" "$QUICK" \
-        >"$RESULTS/settings.json"
+        "${OMP_WAIT_POLICY:-default}" "$N_SAMPLES" >"$RESULTS/settings.json"
 
     # OpenBLAS's own SGEMM rate at batch x hidden x hidden
     if cc -O2 -o "$OUT/sgemm_rate" "$ROOT/bench/sgemm_rate.c" -lopenblas 2>"$OUT/sgemm_build.log"; then
