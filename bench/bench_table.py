@@ -90,31 +90,47 @@ COLS = [("data set", "s"), ("D", "s"), ("flow", "s"), ("hidden", "s"), ("blocks"
         ("renflow sampling/s", "rate"), ("torch sampling/s", "rate")]
 
 
+def repeats(d, stem, ext):
+    """Files stem.ext, stem.2.ext, stem.3.ext, ... of the repeats of one run."""
+    first = os.path.join(d, stem + "." + ext)
+    more = sorted(glob.glob(os.path.join(d, stem + ".[0-9]*." + ext)),
+                  key=lambda p: int(os.path.basename(p)[len(stem) + 1:].split(".")[0]))
+    return ([first] if os.path.exists(first) else []) + more
+
+
+def best(values):
+    vals = [v for v in values if v is not None]
+    return max(vals) if vals else None
+
+
 def collect(results):
     rows = []
     for d in sorted(glob.glob(os.path.join(results, "runs", "*"))):
         meta = load_json(os.path.join(d, "meta.json"))
         if not meta:
             continue
-        rt = load_json(os.path.join(d, "rf_train.json")) or {}
+        rts = [load_json(p) or {} for p in repeats(d, "rf_train", "json")]
+        rss = [load_json(p) or {} for p in repeats(d, "rf_sample", "json")]
+        tjs = [load_json(p) or {} for p in repeats(d, "torch", "json")]
+        rt = rts[0] if rts else {}
+        tj = tjs[0] if tjs else {}
         re_ = load_json(os.path.join(d, "rf_eval.json")) or {}
-        rs = load_json(os.path.join(d, "rf_sample.json")) or {}
-        tj = load_json(os.path.join(d, "torch.json")) or {}
-        rf_rss = load_kb(os.path.join(d, "rf_train.rss"))
+        rf_rss = load_kb(os.path.join(d, "rf_train.rss")) if rt else None
         t_rss = num(tj.get("peak_rss_train_mb"))
-        if t_rss is None:
+        if t_rss is None and tj:
             kb = load_kb(os.path.join(d, "torch.rss"))
             t_rss = kb / 1024 if kb else None
         r = dict(meta)
-        r["rf_sps"] = num(rt.get("samples_per_sec"))
-        r["t_sps"] = num(tj.get("samples_per_sec"))
+        r["repeats"] = max(len(rts), len(tjs))
+        r["rf_sps"] = best(num(j.get("samples_per_sec")) for j in rts)
+        r["t_sps"] = best(num(j.get("samples_per_sec")) for j in tjs)
         r["speedup"] = r["rf_sps"] / r["t_sps"] if r["rf_sps"] and r["t_sps"] else None
         r["rf_nll"] = num(re_.get("nll_nats"))
         r["t_nll"] = num(tj.get("test_nll"))
         r["rf_rss"] = rf_rss / 1024 if rf_rss else None
         r["t_rss"] = t_rss
-        r["rf_smp"] = num(rs.get("samples_per_sec"))
-        r["t_smp"] = num(tj.get("sampling_per_sec"))
+        r["rf_smp"] = best(num(j.get("samples_per_sec")) for j in rss)
+        r["t_smp"] = best(num(j.get("sampling_per_sec")) for j in tjs)
         r["t_base"] = num(tj.get("rss_after_import_mb"))
         r["rf_epochs"] = rt.get("epochs_run")
         r["t_epochs"] = tj.get("epochs_run")
@@ -186,13 +202,13 @@ def main():
     load_txt = ("; 1-minute load average at the start of the runs %.1f-%.1f" % (min(loads), max(loads))) if loads else ""
     desc = ("PyTorch %s, threads %s (OMP_WAIT_POLICY=%s), batch %s, epochs %s, lr %s, seed %s%s. "
             "samples/s = training examples per second (renflow: `samples_per_sec` of `train --json`; torch: "
-            "excluding validation); test NLL in nats/example in data space (standardisation log-det "
+            "excluding validation), best of %s run(s); test NLL in nats/example in data space (standardisation log-det "
             "included); peak RSS of the training process (renflow: /usr/bin/time; torch: ru_maxrss after "
             "training, includes about %s MB for the Python/torch runtime); sampling/s = %s samples drawn "
-            "through the inverse in batches of 1024." %
+            "through the inverse in batches of 1024 (best of the runs)." %
             (settings.get("torch", "?"), settings.get("threads", "?"), settings.get("omp_wait_policy", "?"),
              settings.get("batch", "?"), settings.get("epochs", "?"), settings.get("lr", "?"),
-             settings.get("seed", "?"), load_txt, base_txt,
+             settings.get("seed", "?"), load_txt, settings.get("repeats", 1), base_txt,
              settings.get("n_samples", "?")))
     print(desc)
     print()

@@ -6,19 +6,28 @@
 # memory-saving benchmark (peak RSS at 4 vs 32 blocks).
 #
 # usage: bench/run_bench.sh [--quick] [--epochs E] [--threads T] [--out DIR]
-#                           [--no-memory] [--memory-only] [--no-grid]
+#                           [--no-check] [--no-memory] [--memory-only]
+#
+# First, bench/check_equivalence.py loads small renflow-trained models of every flow type into
+# the PyTorch reference and checks that both compute the same log p(x), z = f(x) and f^-1(z)
+# (skip with --no-check).
 #
 #   --quick        a small grid: data sets synth8, eeg (D=14) and sleep (D=72), hidden 64 and 256,
 #                  5 blocks, every flow type (30 configurations), 1 epoch, 1024 samples for the
-#                  sampling rate: about 5 minutes on 2 cores. Without it the full grid of the issue runs: D in {8, 14, 72} (synthetic
+#                  sampling rate, best of 2 runs: about 6 minutes on 2 cores. Without it the full grid of the issue runs: D in {8, 14, 72} (synthetic
 #                  mixtures synth8/synth14/synth72 and the real sets eeg (D=14) and sleep (D=72)),
 #                  hidden in {64, 256}, blocks in {5, 10}, every flow type: 100 configurations.
 #   --epochs E     training epochs (default 20, or 1 with --quick)
 #   --threads T    threads for both implementations (default 2)
 #   --out DIR      work folder (default build/bench): data in DIR/data, results in DIR/results
+#   --no-check     skip the equivalence check
+#   --no-memory    skip the memory benchmark; --memory-only runs nothing else
 #
 # Environment overrides (space-separated lists): DATASETS, FLOWS, HIDDENS, BLOCKS_LIST, and
-# BATCH (256), LR (1e-3), SEED (1), N_SAMPLES (samples drawn to time sampling), RENFLOW (the CLI,
+# BATCH (256), LR (1e-3), SEED (1), N_SAMPLES (samples drawn to time sampling; 4096, quick 1024),
+# REPEATS (runs per configuration and implementation, interleaved; the table keeps the best
+# training and sampling rates, which filters out interference from other processes on a shared
+# machine; default 1, quick 2), RENFLOW (the CLI,
 # default build/renflow; built with CMake when missing), PYTHON (default /usr/bin/python3, which
 # has Debian's python3-torch), OMP_WAIT_POLICY (default PASSIVE for both, see below; set it to
 # ACTIVE or to an empty string for the OpenMP default), and for the memory
@@ -35,6 +44,7 @@ THREADS=${THREADS:-2}
 OUT=${OUT:-$ROOT/build/bench}
 DO_GRID=1
 DO_MEMORY=1
+DO_CHECK=1
 
 while [ $# -gt 0 ]; do
     case "$1" in
@@ -43,8 +53,8 @@ while [ $# -gt 0 ]; do
     --threads) THREADS=$2; shift ;;
     --out) OUT=$2; shift ;;
     --no-memory) DO_MEMORY=0 ;;
-    --memory-only) DO_GRID=0 ;;
-    --no-grid) DO_GRID=0 ;;
+    --memory-only) DO_GRID=0; DO_CHECK=0 ;;
+    --no-check) DO_CHECK=0 ;;
     -h | --help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "run_bench.sh: unknown option '$1' (see --help)" >&2; exit 2 ;;
     esac
@@ -58,6 +68,7 @@ if [ "$QUICK" = 1 ]; then
     BLOCKS_LIST=${BLOCKS_LIST:-"5"}
     EPOCHS=${EPOCHS:-1}
     N_SAMPLES=${N_SAMPLES:-1024}
+    REPEATS=${REPEATS:-2}
 else
     DATASETS=${DATASETS:-"synth8 synth14 eeg synth72 sleep"}
     FLOWS=${FLOWS:-"realnvp glow maf nsf nsf-ar"}
@@ -65,6 +76,7 @@ else
     BLOCKS_LIST=${BLOCKS_LIST:-"5 10"}
     EPOCHS=${EPOCHS:-20}
     N_SAMPLES=${N_SAMPLES:-4096}
+    REPEATS=${REPEATS:-1}
 fi
 BATCH=${BATCH:-256}
 LR=${LR:-1e-3}
@@ -125,7 +137,19 @@ dim_of() { "$PYTHON" -c "import numpy as np, sys; print(np.load(sys.argv[1], mma
 machine=$( (lscpu 2>/dev/null | sed -n 's/^Model name: *//p' | head -1) || true)
 machine="${machine:-unknown CPU}, $(nproc) cores"
 
+# ---------------------------------------------------------------- equivalence check
+if [ "$DO_CHECK" = 1 ]; then
+    need_data eeg
+    echo "checking that the PyTorch reference computes renflow's models (renflow .rf files loaded into torch):" >&2
+    "$PYTHON" "$ROOT/bench/check_equivalence.py" --renflow "$RENFLOW" --data "$DATA" --set eeg >&2 ||
+        echo "WARNING: the PyTorch reference and renflow disagree; the comparison below is not apples to apples" >&2
+    echo >&2
+fi
+
 # ---------------------------------------------------------------- grid
+# One configuration: renflow train/eval/sample and the PyTorch reference, REPEATS times
+# (interleaved). Repeat r > 1 writes its files with the suffix .r; bench_table.py takes the best
+# training and sampling rates over the repeats and the NLL and RSS of the first.
 run_one() {
     local ds=$1 D=$2 flow=$3 H=$4 NB=$5
     local name="${ds}_${flow}_h${H}_b${NB}"
@@ -135,26 +159,38 @@ run_one() {
     printf '{"dataset": "%s", "dim": %d, "flow": "%s", "hidden": %d, "blocks": %d, "batch": %d, "threads": %d, "epochs": %d, "load1": %s}\n' \
         "$ds" "$D" "$flow" "$H" "$NB" "$BATCH" "$THREADS" "$EPOCHS" "$(cut -d' ' -f1 /proc/loadavg)" >"$dir/meta.json"
     local tr="$DATA/${ds}_train.npy" va="$DATA/${ds}_val.npy" te="$DATA/${ds}_test.npy"
-
-    local t0=$SECONDS rf_ok=1
-    /usr/bin/time -f %M -o "$dir/rf_train.rss" "$RENFLOW" train --data "$tr" --val "$va" --flow "$flow" \
-        --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --seed "$SEED" \
-        --threads "$THREADS" --out "$dir/model.rf" --json --quiet >"$dir/rf_train.json" 2>"$dir/rf_train.log" || rf_ok=0
-    if [ "$rf_ok" = 1 ]; then
-        "$RENFLOW" eval --data "$te" --threads "$THREADS" --json "$dir/model.rf" >"$dir/rf_eval.json" 2>"$dir/rf_eval.log" || rf_ok=0
-        "$RENFLOW" sample -n "$N_SAMPLES" --out "$dir/samples.npy" --seed "$SEED" --threads "$THREADS" --json \
-            "$dir/model.rf" >"$dir/rf_sample.json" 2>"$dir/rf_sample.log" || rf_ok=0
-    fi
-    rm -f "$dir/samples.npy" "$dir/model.rf.ckpt"
-    local t1=$SECONDS t_ok=1
-    /usr/bin/time -f %M -o "$dir/torch.rss" "$PYTHON" "$ROOT/bench/torch_flows.py" --flow "$flow" --train "$tr" \
-        --val "$va" --test "$te" --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" \
-        --threads "$THREADS" --seed "$SEED" --n-samples "$N_SAMPLES" --json >"$dir/torch.json" 2>"$dir/torch.log" || t_ok=0
-    local t2=$SECONDS
+    local rf_ok=1 t_ok=1 rf_s=0 t_s=0 rep sfx t0
+    for rep in $(seq 1 "$REPEATS"); do
+        sfx=""
+        [ "$rep" = 1 ] || sfx=".$rep"
+        t0=$SECONDS
+        if /usr/bin/time -f %M -o "$dir/rf_train$sfx.rss" "$RENFLOW" train --data "$tr" --val "$va" --flow "$flow" \
+            --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --seed "$SEED" \
+            --threads "$THREADS" --out "$dir/model.rf" --json --quiet >"$dir/rf_train$sfx.json" 2>"$dir/rf_train$sfx.log"; then
+            if [ "$rep" = 1 ]; then
+                "$RENFLOW" eval --data "$te" --threads "$THREADS" --json "$dir/model.rf" >"$dir/rf_eval.json" \
+                    2>"$dir/rf_eval.log" || rf_ok=0
+            fi
+            "$RENFLOW" sample -n "$N_SAMPLES" --out "$dir/samples.npy" --seed "$SEED" --threads "$THREADS" --json \
+                "$dir/model.rf" >"$dir/rf_sample$sfx.json" 2>"$dir/rf_sample$sfx.log" || rf_ok=0
+        else
+            rf_ok=0
+        fi
+        rm -f "$dir/samples.npy" "$dir/model.rf.ckpt"
+        rf_s=$((rf_s + SECONDS - t0))
+        t0=$SECONDS
+        /usr/bin/time -f %M -o "$dir/torch$sfx.rss" "$PYTHON" "$ROOT/bench/torch_flows.py" --flow "$flow" \
+            --train "$tr" --val "$va" --test "$te" --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" \
+            --lr "$LR" --threads "$THREADS" --seed "$SEED" --n-samples "$N_SAMPLES" --json \
+            >"$dir/torch$sfx.json" 2>"$dir/torch$sfx.log" || t_ok=0
+        t_s=$((t_s + SECONDS - t0))
+    done
+    rm -f "$dir/model.rf"
     printf '%-24s renflow %s (%3ds)   torch %s (%3ds)\n' "$name" "$([ $rf_ok = 1 ] && echo ok || echo FAILED)" \
-        $((t1 - t0)) "$([ $t_ok = 1 ] && echo ok || echo FAILED)" $((t2 - t1)) >&2
-    [ $rf_ok = 1 ] || sed 's/^/    renflow: /' "$dir"/rf_*.log | tail -5 >&2
-    [ $t_ok = 1 ] || sed 's/^/    torch: /' "$dir/torch.log" | tail -5 >&2
+        "$rf_s" "$([ $t_ok = 1 ] && echo ok || echo FAILED)" "$t_s" >&2
+    [ $rf_ok = 1 ] || tail -n 3 "$dir"/rf_*.log | sed 's/^/    renflow: /' >&2
+    [ $t_ok = 1 ] || tail -n 3 "$dir"/torch*.log | sed 's/^/    torch: /' >&2
+    return 0
 }
 
 if [ "$DO_GRID" = 1 ]; then
@@ -163,14 +199,14 @@ if [ "$DO_GRID" = 1 ]; then
     rm -rf "$RESULTS/runs"
     mkdir -p "$RESULTS/runs"
     torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
-    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d, "omp_wait_policy": "%s", "n_samples": %d}\n' \
+    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d, "omp_wait_policy": "%s", "n_samples": %d, "repeats": %d}\n' \
         "$THREADS" "$BATCH" "$EPOCHS" "$LR" "$SEED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$machine" "$torch_version" "$QUICK" \
-        "${OMP_WAIT_POLICY:-default}" "$N_SAMPLES" >"$RESULTS/settings.json"
+        "${OMP_WAIT_POLICY:-default}" "$N_SAMPLES" "$REPEATS" >"$RESULTS/settings.json"
 
     # OpenBLAS's own SGEMM rate at batch x hidden x hidden
     if cc -O2 -o "$OUT/sgemm_rate" "$ROOT/bench/sgemm_rate.c" -lopenblas 2>"$OUT/sgemm_build.log"; then
         "$OUT/sgemm_rate" --threads "$THREADS" --batch "$BATCH" --hidden "$(echo $HIDDENS | tr ' ' ',')" \
-            --seconds 0.5 >"$RESULTS/sgemm.jsonl"
+            --seconds 1 >"$RESULTS/sgemm.jsonl"
     else
         echo "sgemm_rate did not build (see $OUT/sgemm_build.log); skipping the GEMM table" >&2
         rm -f "$RESULTS/sgemm.jsonl"
@@ -180,7 +216,7 @@ if [ "$DO_GRID" = 1 ]; then
     for ds in $DATASETS; do for H in $HIDDENS; do for NB in $BLOCKS_LIST; do for flow in $FLOWS; do
         n_runs=$((n_runs + 1))
     done; done; done; done
-    echo "grid: $n_runs configurations x 2 implementations, $EPOCHS epoch(s), batch $BATCH, $THREADS threads" >&2
+    echo "grid: $n_runs configurations x 2 implementations x $REPEATS run(s), $EPOCHS epoch(s), batch $BATCH, $THREADS threads" >&2
     start=$SECONDS
     for ds in $DATASETS; do
         D=$(dim_of "$DATA/${ds}_train.npy")
@@ -199,7 +235,6 @@ if [ "$DO_MEMORY" = 1 ]; then
     mdir="$RESULTS/memory"
     rm -rf "$mdir"
     mkdir -p "$mdir"
-    declare -A RSS
     for mode in saving store; do
         for NB in 4 32; do
             flag=""
@@ -210,24 +245,39 @@ if [ "$DO_MEMORY" = 1 ]; then
                 --batch "$MEM_BATCH" --epochs 1 --max-steps "$MEM_STEPS" --seed "$SEED" --threads "$THREADS" \
                 $flag --out "$mdir/$mode-$NB.rf" --json --quiet >"$mdir/$mode-$NB.json" 2>"$mdir/$mode-$NB.log" ||
                 { echo "memory benchmark: renflow train $flag --blocks $NB failed:" >&2; tail -3 "$mdir/$mode-$NB.log" >&2; }
-            RSS[$mode-$NB]=$(tail -1 "$mdir/$mode-$NB.rss")
             rm -f "$mdir/$mode-$NB.rf" "$mdir/$mode-$NB.rf.ckpt"
         done
     done
-    "$PYTHON" - "$mdir" "${RSS[saving-4]}" "${RSS[saving-32]}" "${RSS[store-4]}" "${RSS[store-32]}" \
-        "$MEM_DATA" "$MEM_FLOW" "$MEM_HIDDEN" "$MEM_BATCH" "$MEM_STEPS" <<'EOF'
-import sys
-d, s4, s32, n4, n32 = sys.argv[1], *[float(v) / 1024 if v.strip().isdigit() else float("nan") for v in sys.argv[2:6]]
-data, flow, hidden, batch, steps = sys.argv[6:11]
+    "$PYTHON" - "$mdir" "$MEM_DATA" "$MEM_FLOW" "$MEM_HIDDEN" "$MEM_BATCH" "$MEM_STEPS" <<'EOF'
+import json, math, sys
+d, data, flow, hidden, batch, steps = sys.argv[1:7]
+
+def rss(name):  # MB from /usr/bin/time %M (KB), NaN when the run failed
+    try:
+        return float(open("%s/%s.rss" % (d, name)).read().split()[-1]) / 1024
+    except (OSError, ValueError, IndexError):
+        return math.nan
+
+def params(name):
+    try:
+        return "%.2f M" % (json.load(open("%s/%s.json" % (d, name)))["n_params"] / 1e6)
+    except (OSError, ValueError, KeyError):
+        return "?"
+
+s4, s32, n4, n32 = rss("saving-4"), rss("saving-32"), rss("store-4"), rss("store-32")
 lines = [
-    "renflow peak RSS, %s on %s, hidden %s, batch %s, %s training steps:" % (flow, data, hidden, batch, steps),
+    "renflow peak RSS (/usr/bin/time), %s flow on %s, hidden %s, batch %s, %s training steps (then the "
+    "checkpoint is written, as at every epoch end); parameters: %s at 4 blocks, %s at 32 blocks." %
+    (flow, data, hidden, batch, steps, params("store-4"), params("store-32")),
     "",
     "| backprop | 4 blocks | 32 blocks | 32 / 4 |",
     "|---|---:|---:|---:|",
     "| memory-saving (`--memory-saving`) | %.0f MB | %.0f MB | %.2fx |" % (s4, s32, s32 / s4),
     "| stored activations (default) | %.0f MB | %.0f MB | %.2fx |" % (n4, n32, n32 / n4),
     "",
-    "At 32 blocks memory-saving backprop uses %.2fx the peak RSS of stored activations." % (s32 / n32),
+    "At 32 blocks memory-saving backprop needs %.2fx the peak RSS of stored activations; what still grows "
+    "with depth is the per-parameter state (parameters, gradients, AdamW moments, best-model copy, "
+    "checkpoint buffer)." % (s32 / n32),
 ]
 print("\n" + "\n".join(lines))
 with open(d + "/memory.md", "w") as fp:

@@ -54,7 +54,8 @@ def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--flow", choices=FLOWS)
     ap.add_argument("--train", help="training data (.npy, n x D)")
-    ap.add_argument("--val", help="validation data (.npy); default: the training loss selects the best epoch")
+    ap.add_argument("--val", help="validation data (.npy); default: a seeded 10%% of the training rows "
+                    "(as renflow train without --val)")
     ap.add_argument("--test", help="test data (.npy)")
     ap.add_argument("--blocks", type=int, default=5)
     ap.add_argument("--hidden", type=int, default=64)
@@ -87,10 +88,11 @@ def parse_args(argv=None):
     return a
 
 
-ARGS = parse_args()
-# Thread counts must be in the environment before torch (OpenMP) and OpenBLAS start.
-os.environ["OMP_NUM_THREADS"] = str(max(1, ARGS.threads))
-os.environ["OPENBLAS_NUM_THREADS"] = str(max(1, ARGS.blas_threads or ARGS.threads))
+if __name__ == "__main__":
+    ARGS = parse_args()
+    # Thread counts must be in the environment before torch (OpenMP) and OpenBLAS start.
+    os.environ["OMP_NUM_THREADS"] = str(max(1, ARGS.threads))
+    os.environ["OPENBLAS_NUM_THREADS"] = str(max(1, ARGS.blas_threads or ARGS.threads))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
@@ -497,8 +499,13 @@ def train(args):
     torch.set_num_threads(max(1, args.threads))
     torch.manual_seed(args.seed)
     xtr = load(args.train)
-    xva = load(args.val) if args.val else None
     xte = load(args.test)
+    if args.val:
+        xva = load(args.val)
+    else:
+        perm = torch.randperm(xtr.shape[0], generator=torch.Generator().manual_seed(args.seed ^ 0x5EED))
+        k = int(0.1 * xtr.shape[0])
+        xtr, xva = xtr[perm[k:]], xtr[perm[:k]]
     n, D = xtr.shape
     model = Flow(args.flow, D, args.blocks, args.hidden, args.n_hidden, args.bins, args.bound, args.clamp,
                  seed=args.seed)
@@ -549,7 +556,7 @@ def train(args):
             loss_n += xb.shape[0]
         train_seconds += time.perf_counter() - t0
         tr = loss_sum / loss_n if loss_n else math.nan
-        vl = eval_nll(model, xva) if xva is not None else tr
+        vl = eval_nll(model, xva) if xva.shape[0] > 0 else tr
         train_curve.append(tr)
         val_curve.append(vl)
         epochs_run = epoch + 1
@@ -706,6 +713,85 @@ def self_test():
             check(bool(torch.isfinite(s).all()), "%s D=%d: samples are finite" % (flow, D))
     print("self-test " + ("passed" if ok else "FAILED"))
     return 0 if ok else 1
+
+
+# ---------------------------------------------------------------- renflow model files
+
+def load_rf(path):
+    """Reads a renflow .rf model file into an equivalent Flow (same parameters, permutation and
+    signs), checking that the architecture is one this reference implements."""
+    import hashlib
+    import struct
+    with open(path, "rb") as fp:
+        buf = fp.read()
+    if buf[:8] != b"RENFLOW\0":
+        raise ValueError("%s: not a renflow model file" % path)
+    if hashlib.sha256(buf[:-32]).digest() != buf[-32:]:
+        raise ValueError("%s: checksum mismatch" % path)
+    _version, jl = struct.unpack_from("<II", buf, 8)
+    head = json.loads(buf[16:16 + jl].decode())
+    off = 16 + jl
+    (n_params,) = struct.unpack_from("<Q", buf, off)
+    off += 8
+    spec = head["spec"]
+    D = spec["dim"]
+    params = np.frombuffer(buf, dtype="<f4", count=n_params, offset=off)
+    off += 4 * n_params
+    shift = np.frombuffer(buf, dtype="<f4", count=D, offset=off)
+    scale = np.frombuffer(buf, dtype="<f4", count=D, offset=off + 4 * D)
+    if spec["act"] != "relu" or spec["residual"] or spec["base"] != "normal":
+        raise ValueError("%s: act=%s residual=%s base=%s is not covered by the reference (relu, no residual, normal)"
+                         % (path, spec["act"], spec["residual"], spec["base"]))
+    m = Flow(spec["flow"], D, spec["blocks"], spec["hidden"], spec["n_hidden"], spec["bins"], spec["bound"],
+             spec["clamp"])
+    layers = head["layers"]
+    if len(layers) != len(m.layers):
+        raise ValueError("%s: %d layers, the reference builds %d" % (path, len(layers), len(m.layers)))
+    pos = [0]
+
+    def take(t):
+        n = t.numel()
+        t.data.copy_(torch.from_numpy(params[pos[0]:pos[0] + n].copy()).view_as(t))
+        pos[0] += n
+
+    def take_dense(net):
+        for lin in list(net.hidden) + [net.out]:
+            take(lin.weight)
+            take(lin.bias)
+
+    expect = {ActNorm: "actnorm", LULinear: "lu_linear", Coupling: "coupling", Autoregressive: "autoregressive",
+              Reverse: "permute"}
+    with torch.no_grad():
+        for j, l in zip(layers, m.layers):
+            if j["kind"] != expect[type(l)]:
+                raise ValueError("%s: layer kind %s where the reference has %s" % (path, j["kind"], expect[type(l)]))
+            if isinstance(l, ActNorm):
+                take(l.b)
+                take(l.s)
+            elif isinstance(l, LULinear):
+                perm = j["perm"]
+                P = torch.zeros(D, D)
+                P[torch.arange(D), torch.tensor(perm)] = 1.0  # W[i] = (L U)[perm[i]]
+                l.P.copy_(P)
+                l.sign.copy_(torch.tensor(j["sign"], dtype=torch.float32))
+                take(l.w)
+            elif isinstance(l, Coupling):
+                if j["parity"] != int(l.ia[0]):  # the first pass-through index is the parity
+                    raise ValueError("%s: coupling parity %d differs from the reference" % (path, j["parity"]))
+                take_dense(l.net)
+            elif isinstance(l, Autoregressive):
+                take_dense(l.made)
+                for lin in list(l.made.hidden) + [l.made.out]:
+                    if (lin.weight * (1 - lin.mask)).abs().max() > 0:
+                        raise ValueError("%s: a weight the reference's MADE mask removes is non-zero" % path)
+            elif isinstance(l, Reverse):
+                if list(j["perm"]) != l.perm.tolist():
+                    raise ValueError("%s: permutation differs from the reference's reversal" % path)
+        if pos[0] != n_params:
+            raise ValueError("%s: %d parameters, the reference used %d" % (path, n_params, pos[0]))
+        m.shift.copy_(torch.from_numpy(shift.copy()))
+        m.scale.copy_(torch.from_numpy(scale.copy()))
+    return m
 
 
 def main():
