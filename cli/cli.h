@@ -12,6 +12,7 @@ typedef struct rf_cli_command {
 } rf_cli_command;
 
 int rf_cli_train(int argc, char **argv);
+int rf_cli_cv(int argc, char **argv);
 int rf_cli_eval(int argc, char **argv);
 int rf_cli_sample(int argc, char **argv);
 int rf_cli_encode(int argc, char **argv);

@@ -3,28 +3,35 @@
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "args.h"
 
 static const char USAGE[] =
-    "usage: renflow eval MODEL.rf --data TEST [--labels y.npy] [--per-sample LOGP.npy] [--json]\n"
+    "usage: renflow eval MODEL.rf --data TEST|DIR [--labels y.npy] [--per-sample LOGP.npy] [--json]\n"
     "\n"
-    "Evaluates the exact log-likelihood of a data set under a model.\n"
-    "  --data FILE         data (.npy, .csv, .arff)\n"
-    "  --labels FILE       class labels: log p(x|y) for a class-conditional model\n"
+    "Evaluates the exact log-likelihood of a data set under a model. For a class-conditional\n"
+    "model with labels it also classifies (argmax p(y|x)) and reports accuracy, balanced\n"
+    "accuracy, macro-F1, Cohen's kappa and the confusion matrix (rows = true class).\n"
+    "  --data FILE|DIR     data (.npy, .csv, .arff) or a prepared data set directory\n"
+    "                      (renflow eeg prepare), whose labels are used\n"
+    "  --labels FILE       class labels for array data\n"
+    "  --prior P           classify: uniform (default) | train (class frequencies of the\n"
+    "                      training data, recorded in the model)\n"
     "  --per-sample FILE   write log p(x_i) per row as float32 .npy\n"
     "  --threads T         (default 2)\n"
-    "  --json              machine-readable output: nll_nats, bits_per_dim, n, dim\n";
+    "  --json              machine-readable output: nll_nats, bits_per_dim, n, dim and, for\n"
+    "                      classifiers, accuracy, balanced_accuracy, macro_f1, kappa, confusion\n";
 
-enum { O_DATA = 256, O_LABELS, O_PER, O_THREADS, O_JSON };
+enum { O_DATA = 256, O_LABELS, O_PER, O_THREADS, O_JSON, O_PRIOR };
 static const struct option LONGOPTS[] = {{"data", 1, 0, O_DATA},       {"labels", 1, 0, O_LABELS},
                                          {"per-sample", 1, 0, O_PER},  {"threads", 1, 0, O_THREADS},
-                                         {"json", 0, 0, O_JSON},       {"help", 0, 0, 'h'},
+                                         {"json", 0, 0, O_JSON},       {"prior", 1, 0, O_PRIOR}, {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
 
 int rf_cli_eval(int argc, char **argv) {
     static const char *C = "eval";
-    const char *data = NULL, *labels = NULL, *per = NULL;
+    const char *data = NULL, *labels = NULL, *per = NULL, *prior = "uniform";
     int json = 0, threads = 2, help = 0, c, rc = 0;
     rf_cli_opts o = {C, LONGOPTS, USAGE};
     optind = 1;
@@ -36,41 +43,56 @@ int rf_cli_eval(int argc, char **argv) {
         case O_PER: per = optarg; break;
         case O_THREADS: rc = rf_arg_int(C, "threads", optarg, 1, 256, &threads); break;
         case O_JSON: json = 1; break;
+        case O_PRIOR: prior = optarg; break;
         default: return rf_usage_error(C, "unexpected option");
         }
     }
     if (rc) return rc;
     if (optind != argc - 1) return rf_usage_error(C, "expected exactly one MODEL.rf argument");
     if (!data) return rf_usage_error(C, "--data is required");
+    if (strcmp(prior, "uniform") && strcmp(prior, "train"))
+        return rf_usage_error(C, "option --prior: expected uniform or train, got '%s'", prior);
     rf_set_threads(threads);
     const char *model = argv[optind];
     rf_err e = {0};
     rf_flow *f = rf_cli_load_model(C, model);
     if (!f) return RF_EXIT_ERROR;
-    rf_matrix m = {0};
-    int *y = NULL, ny = 0, code = RF_EXIT_OK;
-    float *lp = NULL;
+    rf_dataset ds = {0};
+    int code = RF_EXIT_OK, *pred = NULL;
+    float *lp = NULL, *log_prior = NULL;
     rf_flow_ws *w = NULL;
-    if (rf_data_read(data, &m, &e) || (labels && rf_labels_read(labels, &y, &ny, &e))) goto fail;
+    rf_class_metrics cm = {0};
+    if (rf_dataset_read(data, labels, NULL, &ds, &e)) goto fail;
+    const rf_matrix m = ds.x;
+    const int *y = ds.labels;
+    const char *lab_src = labels ? labels : data;
     if (m.d != f->D) {
         rf_err_set(&e, RF_EFORMAT, "%s has %d columns but model %s has dimension %d", data, m.d, model, f->D);
         goto fail;
     }
-    if (y && ny != m.n) {
-        rf_err_set(&e, RF_EFORMAT, "%s has %d labels but %s has %d rows", labels, ny, data, m.n);
-        goto fail;
-    }
     if (y && f->base.kind == RF_BASE_CLASS)
-        for (int i = 0; i < ny; i++)
+        for (int i = 0; i < m.n; i++)
             if (y[i] >= f->base.n_classes) {
-                rf_err_set(&e, RF_EFORMAT, "%s: label %d at row %d, but the model has %d classes", labels, y[i], i, f->base.n_classes);
+                rf_err_set(&e, RF_EFORMAT, "%s: label %d at row %d, but the model has %d classes", lab_src, y[i], i, f->base.n_classes);
                 goto fail;
             }
+    if (f->base.kind == RF_BASE_CLASS && !strcmp(prior, "train") &&
+        !(log_prior = rf_flow_train_log_prior(f, &e)))
+        goto fail;
     if (!(w = rf_flow_ws_create(f, 1024, 1, &e)) || !(lp = rf_floats((size_t)m.n, &e))) goto fail;
     const double t0 = rf_now();
     const double nll = rf_eval_nll(f, w, &m, f->base.kind == RF_BASE_CLASS ? y : NULL, lp);
     const double secs = rf_now() - t0;
     const double bpd = nll / (f->D * 0.6931471805599453);
+    if (y && f->base.kind == RF_BASE_CLASS) {
+        if (!(pred = malloc(sizeof(int) * (size_t)(m.n > 0 ? m.n : 1)))) {
+            rf_err_set(&e, RF_ENOMEM, "out of memory");
+            goto fail;
+        }
+        if (rf_flow_predict(f, &m, log_prior, pred, NULL, &e) ||
+            rf_class_metrics_compute(y, pred, m.n, f->base.n_classes, &cm, &e))
+            goto fail;
+    }
     int nonfinite = 0;
     for (int i = 0; i < m.n; i++) nonfinite += !isfinite(lp[i]);
     if (per) {
@@ -88,9 +110,17 @@ int rf_cli_eval(int argc, char **argv) {
         cJSON_AddNumberToObject(j, "nonfinite", nonfinite);
         cJSON_AddNumberToObject(j, "seconds", secs);
         cJSON_AddNumberToObject(j, "examples_per_sec", secs > 0 ? m.n / secs : 0);
+        if (cm.confusion) {
+            cJSON *mj = rf_class_metrics_to_json(&cm, (const char *const *)ds.class_names);
+            cJSON *it;
+            cJSON_ArrayForEach(it, mj) cJSON_AddItemToObject(j, it->string, cJSON_Duplicate(it, 1));
+            cJSON_Delete(mj);
+            cJSON_AddStringToObject(j, "prior", prior);
+        }
         rf_print_json(j);
     } else {
         printf("%s on %s: NLL %.6f nats/example, %.6f bits/dim (n=%d, D=%d)\n", model, data, nll, bpd, m.n, f->D);
+        if (cm.confusion) rf_class_metrics_print(stdout, &cm, (const char *const *)ds.class_names);
     }
     goto done;
 fail:
@@ -98,8 +128,10 @@ fail:
 done:
     rf_free(lp);
     rf_flow_ws_free(w);
-    rf_matrix_free(&m);
-    free(y);
+    rf_dataset_free(&ds);
+    rf_class_metrics_free(&cm);
+    free(pred);
+    free(log_prior);
     rf_flow_free(f);
     return code;
 }

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "args.h"
+#include "train_opts.h"
 
 static volatile int g_stop = 0; /* set by SIGINT/SIGTERM: checkpoint and stop */
 static void on_signal(int sig) {
@@ -15,16 +16,20 @@ static void on_signal(int sig) {
 }
 
 static const char USAGE[] =
-    "usage: renflow train --data TRAIN.npy|.csv|.arff [--val VAL] --out MODEL.rf [options]\n"
+    "usage: renflow train --data TRAIN.npy|.csv|.arff|DIR [--val VAL] --out MODEL.rf [options]\n"
+    "       renflow cv --data DIR|X.npy [--labels y.npy --subjects s.npy] --folds K [options]\n"
     "\n"
     "Trains a normalizing flow by maximum likelihood and writes the best (validation) model.\n"
     "Without --val, a seeded 10% of the rows is held out for validation.\n"
     "\n"
     "data:\n"
-    "  --data FILE           training data (.npy float32/float64, .csv with header, .arff)\n"
+    "  --data FILE|DIR       training data (.npy float32/float64, .csv with header, .arff),\n"
+    "                        or a directory written by `renflow eeg prepare`\n"
     "  --val FILE            validation data\n"
     "  --labels FILE         class labels (.npy/.csv) for --task classify\n"
     "  --val-labels FILE     validation labels\n"
+    "  --subjects FILE       subject id per row (.npy/.csv): validation then holds out whole\n"
+    "                        subjects (a prepared directory brings its own)\n"
     "  --standardize MODE    none | zscore | robust (median/IQR; default zscore), fitted on train\n"
     "  --drop-outliers Z     drop training rows whose robust z-score exceeds Z in any column\n"
     "model:\n"
@@ -55,16 +60,28 @@ static const char USAGE[] =
     "  --seed S              RNG seed (default 1)     --threads T   (default 2)\n"
     "  --curve FIG           training-curve figure (.svg/.png/.pdf)\n"
     "  --json                machine-readable summary on stdout\n"
+    "cross-validation (renflow cv; always a class-conditional flow, folds by subject):\n"
+    "  --folds K             subject-wise folds; each fold's validation = 10% of its training subjects\n"
+    "  --prior P             uniform (default) | train (training class frequencies)\n"
+    "  --out PREFIX          keep each fold's model as PREFIX-fold<f>.rf\n"
+    "  --model M             flow (default) | logreg | mlp: discriminative references on the same\n"
+    "                        folds (softmax cross-entropy; --lr, --weight-decay, --epochs, --batch,\n"
+    "                        --hidden, --hidden-layers, --patience apply)\n"
+    "  --class-balanced      logreg/mlp: weight the loss by inverse class frequency\n"
+    "  --hmm                 smooth each recording's predictions with a Markov chain over the\n"
+    "                        labels fitted on the training folds (sleep staging); needs\n"
+    "                        recording ids (recordings.npy in DIR, or --recordings FILE)\n"
+    "  --recordings FILE     recording id per row (rows of a recording in temporal order)\n"
     "  --quiet               no progress on stderr\n";
 
 enum {
-    O_DATA = 256, O_VAL, O_LABELS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
+    O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS
 };
 
 static const struct option LONGOPTS[] = {
-    {"data", 1, 0, O_DATA}, {"val", 1, 0, O_VAL}, {"labels", 1, 0, O_LABELS}, {"val-labels", 1, 0, O_VAL_LABELS},
+    {"data", 1, 0, O_DATA}, {"val", 1, 0, O_VAL}, {"labels", 1, 0, O_LABELS}, {"val-labels", 1, 0, O_VAL_LABELS}, {"subjects", 1, 0, O_SUBJECTS},
     {"standardize", 1, 0, O_STD}, {"drop-outliers", 1, 0, O_DROP}, {"flow", 1, 0, O_FLOW},
     {"blocks", 1, 0, O_BLOCKS}, {"hidden", 1, 0, O_HIDDEN}, {"hidden-layers", 1, 0, O_HLAYERS},
     {"act", 1, 0, O_ACT}, {"residual", 0, 0, O_RESIDUAL}, {"bins", 1, 0, O_BINS}, {"bound", 1, 0, O_BOUND},
@@ -73,19 +90,12 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
-typedef struct {
-    const char *data, *val, *labels, *val_labels, *out, *curve;
-    const char *flow, *act, *base, *task, *standardize;
-    float drop;
-    int json, quiet;
-    rf_flow_spec spec;
-    rf_train_cfg cfg;
-} train_args;
 
-static int parse(int argc, char **argv, train_args *a, int *help) {
-    static const char *C = "train";
+
+int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) {
+    const char *C = cv ? "cv" : "train";
     rf_flow_spec_default(&a->spec, RF_FLOW_NSF, 1);
     rf_train_cfg_default(&a->cfg);
     a->cfg.threads = 2;
@@ -101,6 +111,7 @@ static int parse(int argc, char **argv, train_args *a, int *help) {
         case O_VAL: a->val = optarg; break;
         case O_LABELS: a->labels = optarg; break;
         case O_VAL_LABELS: a->val_labels = optarg; break;
+        case O_SUBJECTS: a->subjects = optarg; break;
         case O_STD: a->standardize = optarg; break;
         case O_DROP: rc = rf_arg_float(C, "drop-outliers", optarg, 1, 1e9, &a->drop); break;
         case O_FLOW: a->flow = optarg; break;
@@ -132,13 +143,29 @@ static int parse(int argc, char **argv, train_args *a, int *help) {
         case O_CURVE: a->curve = optarg; break;
         case O_JSON: a->json = 1; break;
         case O_QUIET: a->quiet = 1; break;
+        case O_FOLDS: rc = cv ? rf_arg_int(C, "folds", optarg, 2, 100000, &a->folds) : rf_usage_error(C, "--folds belongs to `renflow cv`"); break;
+        case O_MODEL: a->model = optarg; if (!cv) rc = rf_usage_error(C, "--model belongs to `renflow cv`"); break;
+        case O_BALANCED: a->class_balanced = 1; break;
+        case O_HMM: a->hmm = 1; if (!cv) rc = rf_usage_error(C, "--hmm belongs to `renflow cv`"); break;
+        case O_RECORDINGS: a->recordings = optarg; break;
+        case O_PRIOR: a->prior = optarg; if (!cv) rc = rf_usage_error(C, "--prior belongs to `renflow cv` and `renflow eval`"); break;
         default: return rf_usage_error(C, "unexpected option");
         }
     }
     if (rc) return rc;
     if (optind < argc) return rf_usage_error(C, "unexpected argument '%s'", argv[optind]);
     if (!a->data) return rf_usage_error(C, "--data is required");
-    if (!a->out) return rf_usage_error(C, "--out is required");
+    if (!a->out && !cv) return rf_usage_error(C, "--out is required");
+    if (cv) {
+        if (a->folds < 2) return rf_usage_error(C, "--folds K (K >= 2) is required");
+        if (a->val) return rf_usage_error(C, "--val is not used by cv: each fold holds out subjects for validation");
+        if (a->prior && strcmp(a->prior, "uniform") && strcmp(a->prior, "train"))
+            return rf_usage_error(C, "option --prior: expected uniform or train, got '%s'", a->prior);
+        a->task = "classify";
+        if (!a->model) a->model = "flow";
+        if (strcmp(a->model, "flow") && strcmp(a->model, "logreg") && strcmp(a->model, "mlp"))
+            return rf_usage_error(C, "option --model: expected flow, logreg or mlp, got '%s'", a->model);
+    }
     if (rf_flow_type_parse(a->flow, &a->spec.type))
         return rf_usage_error(C, "option --flow: unknown flow '%s' (realnvp, glow, maf, nsf, nsf-ar)", a->flow);
     if (a->act && rf_act_parse(a->act, &a->spec.act))
@@ -149,7 +176,6 @@ static int parse(int argc, char **argv, train_args *a, int *help) {
         return rf_usage_error(C, "option --base: unknown base '%s' (normal, diag, class)", a->base);
     if (!strcmp(a->task, "classify")) {
         a->spec.base = RF_BASE_CLASS;
-        if (!a->labels) return rf_usage_error(C, "--task classify needs --labels");
     } else if (a->spec.base == RF_BASE_CLASS) {
         return rf_usage_error(C, "--base class needs --task classify and --labels");
     }
@@ -170,6 +196,8 @@ typedef struct {
     rf_matrix tr, va;
     int *ytr, *yva;
     int n_dropped;
+    int channels, length, n_classes; /* from a prepared data set (0 when unknown) */
+    int subject_split;               /* validation holds out whole subjects */
 } train_data;
 
 static void data_free(train_data *d) {
@@ -186,51 +214,92 @@ static int max_label(const int *y, int n) {
     return m;
 }
 
+/* Rows of `all` with keep[i] set (and their labels). */
+static int take_rows(const rf_matrix *all, const int *y, const unsigned char *keep, rf_matrix *out,
+                     int **yout, rf_err *e) {
+    int rc = rf_matrix_select_rows(all, keep, out, e);
+    if (rc || !y) return rc;
+    if (!(*yout = malloc(sizeof(int) * (size_t)(out->n > 0 ? out->n : 1))))
+        return rf_err_set(e, RF_ENOMEM, "out of memory");
+    for (int i = 0, k = 0; i < all->n; i++)
+        if (keep[i]) (*yout)[k++] = y[i];
+    return RF_OK;
+}
+
 static int load_data(const train_args *a, train_data *d, rf_err *e) {
     memset(d, 0, sizeof *d);
-    rf_matrix all = {0};
-    int *yall = NULL, ny = 0, rc;
-    if ((rc = rf_data_read(a->data, &all, e))) return rc;
-    if (a->labels) {
-        if ((rc = rf_labels_read(a->labels, &yall, &ny, e))) goto fail;
-        if (ny != all.n) {
-            rc = rf_err_set(e, RF_EFORMAT, "%s has %d labels but %s has %d rows", a->labels, ny, a->data, all.n);
-            goto fail;
-        }
+    rf_dataset ds = {0};
+    int ny = 0, rc;
+    if ((rc = rf_dataset_read(a->data, a->labels, a->subjects, &ds, e))) return rc;
+    if (!strcmp(a->task, "classify") && !ds.labels) {
+        rc = rf_err_set(e, RF_EARG, "--task classify: %s has no labels (give --labels, or a prepared directory with labels.npy)", a->data);
+        goto fail;
     }
-    if (a->drop > 0) {
-        unsigned char *keep = malloc((size_t)all.n);
-        rf_matrix kept;
-        d->n_dropped = rf_outlier_rows(&all, a->drop, keep);
-        if ((rc = rf_matrix_select_rows(&all, keep, &kept, e))) {
-            free(keep);
-            goto fail;
-        }
-        if (yall) {
-            int k = 0;
-            for (int i = 0; i < all.n; i++)
-                if (keep[i]) yall[k++] = yall[i];
-        }
-        free(keep);
-        rf_matrix_free(&all);
-        all = kept;
+    d->channels = ds.channels;
+    d->length = ds.length;
+    d->n_classes = ds.n_classes;
+    unsigned char *keep = malloc((size_t)(ds.x.n > 0 ? ds.x.n : 1));
+    if (!keep) {
+        rc = rf_err_set(e, RF_ENOMEM, "out of memory");
+        goto fail;
     }
+    for (int i = 0; i < ds.x.n; i++) keep[i] = 1;
+    if (a->drop > 0) d->n_dropped = rf_outlier_rows(&ds.x, a->drop, keep);
     if (a->val) {
-        d->tr = all;
-        d->ytr = yall;
-        if ((rc = rf_data_read(a->val, &d->va, e))) return rc;
-        if (a->val_labels) {
-            if ((rc = rf_labels_read(a->val_labels, &d->yva, &ny, e))) return rc;
-            if (ny != d->va.n) return rf_err_set(e, RF_EFORMAT, "%s has %d labels but %s has %d rows", a->val_labels, ny, a->val, d->va.n);
+        rc = take_rows(&ds.x, ds.labels, keep, &d->tr, strcmp(a->task, "classify") ? NULL : &d->ytr, e);
+        free(keep);
+        if (rc) goto fail;
+        rf_dataset dv = {0};
+        if ((rc = rf_dataset_read(a->val, a->val_labels, NULL, &dv, e))) goto fail;
+        d->va = dv.x;
+        dv.x = (rf_matrix){0};
+        if (d->ytr) {
+            if (!dv.labels) {
+                rf_dataset_free(&dv);
+                rc = rf_err_set(e, RF_EARG, "--val %s has no labels (give --val-labels)", a->val);
+                goto fail;
+            }
+            d->yva = dv.labels;
+            dv.labels = NULL;
         }
-        return RF_OK;
+        rf_dataset_free(&dv);
+        (void)ny;
+        goto done;
     }
-    rf_rng rng;
-    rf_rng_seed(&rng, a->cfg.seed ^ 0x5eedULL);
-    rc = rf_holdout_split(&all, yall, 0.1, &rng, &d->tr, yall ? &d->ytr : NULL, &d->va, yall ? &d->yva : NULL, e);
+    /* Hold out 10 % for validation: whole subjects when subject ids are known, else rows. */
+    const int *y = strcmp(a->task, "classify") ? NULL : ds.labels;
+    if (ds.subjects) {
+        unsigned char *tr = malloc((size_t)(ds.x.n > 0 ? ds.x.n : 1)), *va = malloc((size_t)(ds.x.n > 0 ? ds.x.n : 1));
+        if (!tr || !va) rc = rf_err_set(e, RF_ENOMEM, "out of memory");
+        if (!rc) rc = rf_subject_holdout(ds.subjects, ds.x.n, 0.1, a->cfg.seed ^ 0x5eedULL, tr, e);
+        if (!rc) {
+            for (int i = 0; i < ds.x.n; i++) {
+                va[i] = keep[i] && !tr[i];
+                tr[i] = keep[i] && tr[i];
+            }
+            rc = take_rows(&ds.x, y, tr, &d->tr, y ? &d->ytr : NULL, e);
+            if (!rc) rc = take_rows(&ds.x, y, va, &d->va, y ? &d->yva : NULL, e);
+            d->subject_split = 1;
+        }
+        free(tr);
+        free(va);
+        free(keep);
+        goto done;
+    }
+    rf_matrix kept = {0};
+    int *ykept = NULL;
+    rc = take_rows(&ds.x, y, keep, &kept, y ? &ykept : NULL, e);
+    free(keep);
+    if (!rc) {
+        rf_rng rng;
+        rf_rng_seed(&rng, a->cfg.seed ^ 0x5eedULL);
+        rc = rf_holdout_split(&kept, ykept, 0.1, &rng, &d->tr, ykept ? &d->ytr : NULL, &d->va, ykept ? &d->yva : NULL, e);
+    }
+    rf_matrix_free(&kept);
+    free(ykept);
+done:
 fail:
-    rf_matrix_free(&all);
-    free(yall);
+    rf_dataset_free(&ds);
     return rc;
 }
 
@@ -242,6 +311,14 @@ static cJSON *provenance(const train_args *a, const train_data *d) {
     cJSON_AddNumberToObject(m, "train_rows", d->tr.n);
     cJSON_AddNumberToObject(m, "val_rows", d->va.n);
     cJSON_AddNumberToObject(m, "dropped_outliers", d->n_dropped);
+    cJSON_AddBoolToObject(m, "validation_by_subject", d->subject_split);
+    if (d->ytr && d->n_classes > 0) {
+        double *cnt = calloc((size_t)d->n_classes, sizeof *cnt);
+        for (int i = 0; cnt && i < d->tr.n; i++)
+            if (d->ytr[i] < d->n_classes) cnt[d->ytr[i]]++;
+        if (cnt) cJSON_AddItemToObject(m, "class_counts", cJSON_CreateDoubleArray(cnt, d->n_classes));
+        free(cnt);
+    }
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)a->cfg.seed);
     cJSON_AddStringToObject(m, "seed", seed);
     cJSON_AddNumberToObject(m, "threads", a->cfg.threads);
@@ -288,7 +365,7 @@ static cJSON *summary(const train_args *a, const rf_flow *f, const train_data *d
 int rf_cli_train(int argc, char **argv) {
     static const char *C = "train";
     train_args a = {0};
-    int help = 0, rc = parse(argc, argv, &a, &help);
+    int help = 0, rc = rf_cli_train_parse(0, argc, argv, &a, &help);
     if (help) return RF_EXIT_OK;
     if (rc) return rc;
     rf_err e = {0};
@@ -301,7 +378,8 @@ int rf_cli_train(int argc, char **argv) {
     if (a.spec.base == RF_BASE_CLASS) {
         int m = max_label(d.ytr, d.tr.n);
         if (d.yva && max_label(d.yva, d.va.n) > m) m = max_label(d.yva, d.va.n);
-        a.spec.n_classes = m + 1;
+        a.spec.n_classes = m + 1 > d.n_classes ? m + 1 : d.n_classes;
+        d.n_classes = a.spec.n_classes;
     }
     rf_rng rng;
     rf_rng_seed(&rng, a.cfg.seed);

@@ -11,5 +11,8 @@
 #include "renflow/ref.h"
 #include "renflow/viz.h"
 #include "renflow/jobs.h"
+#include "renflow/metrics.h"
+#include "renflow/dataset.h"
+#include "renflow/crossval.h"
 
 #endif
