@@ -14,5 +14,6 @@
 #include "renflow/metrics.h"
 #include "renflow/dataset.h"
 #include "renflow/crossval.h"
+#include "renflow/dsp.h"
 
 #endif
