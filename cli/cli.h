@@ -13,6 +13,7 @@ typedef struct rf_cli_command {
 
 int rf_cli_train(int argc, char **argv);
 int rf_cli_cv(int argc, char **argv);
+int rf_cli_eeg(int argc, char **argv);
 int rf_cli_eval(int argc, char **argv);
 int rf_cli_sample(int argc, char **argv);
 int rf_cli_encode(int argc, char **argv);

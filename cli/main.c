@@ -7,6 +7,7 @@
 static const rf_cli_command commands[] = {
     {"train", "train a flow on a data set", rf_cli_train},
     {"cv", "subject-wise cross-validation of a class-conditional flow", rf_cli_cv},
+    {"eeg", "EEG recordings: `eeg prepare` makes a windowed, labelled data set", rf_cli_eeg},
     {"eval", "mean NLL (nats, bits/dim) of a model on a data set", rf_cli_eval},
     {"sample", "draw samples from a model", rf_cli_sample},
     {"encode", "map data x to latents z", rf_cli_encode},

@@ -15,5 +15,7 @@
 #include "renflow/dataset.h"
 #include "renflow/crossval.h"
 #include "renflow/dsp.h"
+#include "renflow/edf.h"
+#include "renflow/eegprep.h"
 
 #endif
