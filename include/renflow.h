@@ -17,5 +17,6 @@
 #include "renflow/dsp.h"
 #include "renflow/edf.h"
 #include "renflow/eegprep.h"
+#include "renflow/tsflow.h"
 
 #endif

@@ -12,7 +12,11 @@ typedef enum {
     RF_FLOW_GLOW = 1,    /* ActNorm + LU 1x1 + affine coupling                      */
     RF_FLOW_MAF = 2,     /* ActNorm + MADE affine + reversal                        */
     RF_FLOW_NSF = 3,     /* ActNorm + LU 1x1 + RQ-spline coupling                   */
-    RF_FLOW_NSF_AR = 4   /* ActNorm + LU 1x1 + RQ-spline autoregressive (MADE)      */
+    RF_FLOW_NSF_AR = 4,  /* ActNorm + LU 1x1 + RQ-spline autoregressive (MADE)      */
+    /* multi-scale time-series flow ("tsflow", renflow/tsflow.h): per scale a Haar squeeze,
+     * `blocks` x (per-channel ActNorm + 1x1 over channels + coupling with a 1-D conv
+     * conditioner), then half of the channels factored out */
+    RF_FLOW_TS = 5
 } rf_flow_type;
 const char *rf_flow_type_name(rf_flow_type t);
 int rf_flow_type_parse(const char *s, rf_flow_type *out);
@@ -30,8 +34,18 @@ typedef struct rf_flow_spec {
     float clamp;
     rf_base_kind base;
     int n_classes;
+    /* tsflow only (ignored by the other types). Rows are windows of `channels` x `length`
+     * samples, channel-major (x[c * length + t]), D = channels * length. `hidden` is the conv
+     * conditioners' channel count, `blocks` the blocks per scale. */
+    int channels, length;
+    int scales;   /* >= 1; length must be divisible by 2^scales */
+    int kernel;   /* odd conv kernel size */
+    int dilation; /* conv dilation */
+    int spline;   /* coupling transform: 0 affine (clamp), 1 RQ spline (bins, bound) */
 } rf_flow_spec;
-/* Defaults for a given type and dimension. */
+/* Defaults for a given type and dimension (tsflow: 1 channel x D samples; see also
+ * rf_tsflow_spec_default in renflow/tsflow.h for a C x T window). */
+
 void rf_flow_spec_default(rf_flow_spec *s, rf_flow_type type, int D);
 int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e);
 

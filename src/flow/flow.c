@@ -8,8 +8,13 @@
 #include "../core/json_util.h"
 #include "flow_internal.h"
 #include "renflow/model.h"
+#include "renflow/tsflow.h"
 
-static const char *const flow_names[] = {"realnvp", "glow", "maf", "nsf", "nsf-ar"};
+/* ts_flow.c: the multi-scale time-series stack */
+int rf_tsflow_n_layers(const rf_flow_spec *s);
+int rf_tsflow_add_layers(const rf_flow_spec *s, rf_rng *rng, rf_layer **out, int *k, rf_err *e);
+
+static const char *const flow_names[] = {"realnvp", "glow", "maf", "nsf", "nsf-ar", "tsflow"};
 
 const char *rf_flow_type_name(rf_flow_type t) {
     return (unsigned)t < sizeof flow_names / sizeof *flow_names ? flow_names[t] : "?";
@@ -38,10 +43,40 @@ void rf_flow_spec_default(rf_flow_spec *s, rf_flow_type type, int D) {
     s->clamp = 3.0f;
     s->base = RF_BASE_NORMAL;
     s->n_classes = 0;
+    /* tsflow: one channel of D samples, as many scales (up to 3) as D's factors of 2 allow */
+    s->channels = 1;
+    s->length = D;
+    s->scales = 1;
+    if (type == RF_FLOW_TS)
+        while (s->scales < 3 && D % (2 << s->scales) == 0 && D / (2 << s->scales) >= 2) s->scales++;
+    s->kernel = 3;
+    s->dilation = 1;
+    s->spline = 0;
+}
+
+static int ts_spec_check(const rf_flow_spec *s, rf_err *e) {
+    if (s->channels < 1 || s->length < 2 || (long long)s->channels * s->length != s->D)
+        return rf_err_set(e, RF_EARG,
+                          "tsflow: channels x length must equal the dimension with channels >= 1 "
+                          "and length >= 2, got %d x %d for dimension %d", s->channels, s->length, s->D);
+    if (s->scales < 1 || s->scales > RF_TS_MAX_SCALES)
+        return rf_err_set(e, RF_EARG, "tsflow: scales must be in [1, %d], got %d", RF_TS_MAX_SCALES, s->scales);
+    if (s->length % (1 << s->scales) != 0)
+        return rf_err_set(e, RF_EARG,
+                          "tsflow: length %d is not divisible by 2^scales = %d (each scale halves "
+                          "the length); use fewer scales or another window length",
+                          s->length, 1 << s->scales);
+    if (s->kernel < 1 || s->kernel > 63 || s->kernel % 2 == 0)
+        return rf_err_set(e, RF_EARG, "tsflow: kernel must be odd and in [1, 63], got %d", s->kernel);
+    if (s->dilation < 1 || s->dilation > 4096)
+        return rf_err_set(e, RF_EARG, "tsflow: dilation must be in [1, 4096], got %d", s->dilation);
+    if (s->spline != 0 && s->spline != 1)
+        return rf_err_set(e, RF_EARG, "tsflow: coupling transform must be 0 (affine) or 1 (spline), got %d", s->spline);
+    return RF_OK;
 }
 
 int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e) {
-    if ((unsigned)s->type > RF_FLOW_NSF_AR)
+    if ((unsigned)s->type > RF_FLOW_TS)
         return rf_err_set(e, RF_EARG, "unknown flow type %d", (int)s->type);
     if (s->D < 1 || s->D > 100000) return rf_err_set(e, RF_EARG, "dimension must be in [1, 100000], got %d", s->D);
     if ((s->type == RF_FLOW_REALNVP || s->type == RF_FLOW_GLOW || s->type == RF_FLOW_NSF) && s->D < 2)
@@ -55,6 +90,7 @@ int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e) {
     if (!(s->clamp >= 0 && s->clamp < 100)) return rf_err_set(e, RF_EARG, "clamp must be in [0, 100), got %g", (double)s->clamp);
     if (s->base == RF_BASE_CLASS && (s->n_classes < 2 || s->n_classes > 1000))
         return rf_err_set(e, RF_EARG, "class-conditional base needs 2..1000 classes, got %d", s->n_classes);
+    if (s->type == RF_FLOW_TS) return ts_spec_check(s, e);
     return RF_OK;
 }
 
@@ -91,6 +127,8 @@ static int add_block(const rf_flow_spec *s, int b, rf_rng *rng, rf_layer **out, 
     case RF_FLOW_NSF_AR:
         ADD(rf_lu_linear_create(D, rng, e));
         ADD(rf_maf_spline_create(&ac, e));
+        break;
+    case RF_FLOW_TS: /* built by rf_tsflow_add_layers */
         break;
     }
 #undef ADD
@@ -137,14 +175,22 @@ int rf_flow_assemble(rf_flow *f, rf_err *e) {
 
 rf_flow *rf_flow_create(const rf_flow_spec *spec, rf_rng *rng, rf_err *e) {
     if (rf_flow_spec_check(spec, e) != RF_OK) return NULL;
-    rf_flow *f = rf_flow_alloc_layers(spec, 3 * spec->blocks, e);
+    const int ts = spec->type == RF_FLOW_TS;
+    rf_flow *f = rf_flow_alloc_layers(spec, ts ? rf_tsflow_n_layers(spec) : 3 * spec->blocks, e);
     if (!f) return NULL;
     f->seed = rng->seed;
-    for (int b = 0; b < spec->blocks; b++)
-        if (add_block(spec, b, rng, f->layers, &f->n_layers, e) != RF_OK) {
+    if (ts) {
+        if (rf_tsflow_add_layers(spec, rng, f->layers, &f->n_layers, e) != RF_OK) {
             rf_flow_free(f);
             return NULL;
         }
+    } else {
+        for (int b = 0; b < spec->blocks; b++)
+            if (add_block(spec, b, rng, f->layers, &f->n_layers, e) != RF_OK) {
+                rf_flow_free(f);
+                return NULL;
+            }
+    }
     if (rf_flow_assemble(f, e) != RF_OK) {
         rf_flow_free(f);
         return NULL;
@@ -183,6 +229,14 @@ cJSON *rf_flow_spec_to_json(const rf_flow_spec *s) {
     cJSON_AddNumberToObject(j, "clamp", s->clamp);
     cJSON_AddStringToObject(j, "base", rf_base_kind_name(s->base));
     cJSON_AddNumberToObject(j, "n_classes", s->n_classes);
+    if (s->type == RF_FLOW_TS) {
+        cJSON_AddNumberToObject(j, "channels", s->channels);
+        cJSON_AddNumberToObject(j, "length", s->length);
+        cJSON_AddNumberToObject(j, "scales", s->scales);
+        cJSON_AddNumberToObject(j, "kernel", s->kernel);
+        cJSON_AddNumberToObject(j, "dilation", s->dilation);
+        cJSON_AddStringToObject(j, "transform", s->spline ? "spline" : "affine");
+    }
     return j;
 }
 
@@ -208,5 +262,27 @@ int rf_flow_spec_from_json(const cJSON *j, rf_flow_spec *s, rf_err *e) {
     if (rf_flow_type_parse(flow, &s->type)) return rf_err_set(e, RF_EFORMAT, "field \"flow\": unknown flow type \"%s\"", flow);
     if (rf_act_parse(act, &s->act)) return rf_err_set(e, RF_EFORMAT, "field \"act\": unknown activation \"%s\"", act);
     if (rf_base_kind_parse(base, &s->base)) return rf_err_set(e, RF_EFORMAT, "field \"base\": unknown base \"%s\"", base);
+    /* tsflow fields: absent in files of the other types (and of older versions), which get the
+     * defaults; a tsflow must name its window shape, the conv settings default to 3 / 1 / affine */
+    s->channels = 1;
+    s->length = s->D;
+    s->scales = 1;
+    s->kernel = 3;
+    s->dilation = 1;
+    s->spline = 0;
+    if (s->type == RF_FLOW_TS) {
+        rc = rf_json_get_int(j, "channels", &s->channels, e);
+        if (!rc) rc = rf_json_get_int(j, "length", &s->length, e);
+        if (!rc) rc = rf_json_get_int(j, "scales", &s->scales, e);
+        if (!rc && cJSON_GetObjectItemCaseSensitive(j, "kernel")) rc = rf_json_get_int(j, "kernel", &s->kernel, e);
+        if (!rc && cJSON_GetObjectItemCaseSensitive(j, "dilation")) rc = rf_json_get_int(j, "dilation", &s->dilation, e);
+        if (rc) return rf_err_prefix(e, RF_EFORMAT, "tsflow spec");
+        const cJSON *tr = cJSON_GetObjectItemCaseSensitive(j, "transform");
+        if (tr) {
+            if (!cJSON_IsString(tr) || (strcmp(tr->valuestring, "affine") && strcmp(tr->valuestring, "spline")))
+                return rf_err_set(e, RF_EFORMAT, "tsflow spec: field \"transform\": expected \"affine\" or \"spline\"");
+            s->spline = strcmp(tr->valuestring, "spline") == 0;
+        }
+    }
     return rf_flow_spec_check(s, e);
 }

@@ -76,6 +76,10 @@ rf_layer *rf_permute_from_json(const cJSON *j, int dim, rf_err *e);
 rf_layer *rf_lu_linear_from_json(const cJSON *j, int dim, rf_err *e);
 rf_layer *rf_coupling_from_json(const cJSON *j, int dim, rf_err *e);
 rf_layer *rf_autoregressive_from_json(const cJSON *j, int dim, rf_err *e);
+rf_layer *rf_ts_squeeze_from_json(const cJSON *j, int dim, rf_err *e);
+rf_layer *rf_ts_actnorm_from_json(const cJSON *j, int dim, rf_err *e);
+rf_layer *rf_ts_conv1x1_from_json(const cJSON *j, int dim, rf_err *e);
+rf_layer *rf_ts_coupling_from_json(const cJSON *j, int dim, rf_err *e);
 
 rf_layer *rf_layer_from_json(const cJSON *j, rf_err *e) {
     const char *kind = NULL;
@@ -97,7 +101,11 @@ rf_layer *rf_layer_from_json(const cJSON *j, rf_err *e) {
                  {"permute", rf_permute_from_json},
                  {"lu_linear", rf_lu_linear_from_json},
                  {"coupling", rf_coupling_from_json},
-                 {"autoregressive", rf_autoregressive_from_json}};
+                 {"autoregressive", rf_autoregressive_from_json},
+                 {"ts_squeeze", rf_ts_squeeze_from_json},
+                 {"ts_actnorm", rf_ts_actnorm_from_json},
+                 {"ts_conv1x1", rf_ts_conv1x1_from_json},
+                 {"ts_coupling", rf_ts_coupling_from_json}};
     for (size_t i = 0; i < sizeof table / sizeof *table; i++)
         if (strcmp(kind, table[i].kind) == 0) return table[i].load(j, dim, e);
     rf_err_set(e, RF_EFORMAT, "field \"kind\": unknown layer kind \"%s\"", kind);

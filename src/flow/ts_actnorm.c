@@ -1,0 +1,162 @@
+/* Per-channel ActNorm for time series: y[c, t] = (x[c, t] + b_c) exp(s_c) on the active
+ * C x T block (channel-major), log|det| = T * sum_c s_c. Params [b(C), s(C)].
+ * Data-dependent init: b = -mean, s = -log std, each over all n * T values of a channel. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+
+#include "renflow/tsflow.h"
+
+int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
+cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
+int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
+void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst);
+
+typedef struct {
+    int C, T;
+} tan_impl;
+
+static size_t tan_none(const rf_layer *l, int n) {
+    (void)l;
+    (void)n;
+    return 0;
+}
+
+static void tan_init(const rf_layer *l, float *p, rf_rng *rng) {
+    (void)rng;
+    const tan_impl *a = l->impl;
+    for (int i = 0; i < 2 * a->C; i++) p[i] = 0.0f;
+}
+
+static void tan_data_init(const rf_layer *l, float *p, int n, const float *x) {
+    const tan_impl *a = l->impl;
+    const int D = l->dim, C = a->C, T = a->T;
+    const double m_count = (double)n * T;
+    for (int c = 0; c < C; c++) {
+        double m = 0, v = 0;
+        for (int i = 0; i < n; i++) {
+            const float *xc = x + (size_t)i * D + (size_t)c * T;
+            for (int t = 0; t < T; t++) m += xc[t];
+        }
+        m /= m_count > 0 ? m_count : 1;
+        for (int i = 0; i < n; i++) {
+            const float *xc = x + (size_t)i * D + (size_t)c * T;
+            for (int t = 0; t < T; t++) v += (xc[t] - m) * (xc[t] - m);
+        }
+        v /= m_count > 1 ? m_count - 1 : 1;
+        p[c] = (float)-m;
+        p[C + c] = (float)-log(sqrt(v) + 1e-6);
+    }
+}
+
+static float tan_logdet(const tan_impl *a, const float *s) {
+    double t = 0;
+    for (int c = 0; c < a->C; c++) t += s[c];
+    return (float)(t * a->T);
+}
+
+static void tan_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
+                        float *logdet, float *cache, float *scratch) {
+    (void)cache;
+    (void)scratch;
+    const tan_impl *a = l->impl;
+    const int D = l->dim, C = a->C, T = a->T;
+    const float *b = p, *s = p + C;
+    const float ld = tan_logdet(a, s);
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < C; c++) {
+            const float *xc = x + (size_t)i * D + (size_t)c * T;
+            float *yc = y + (size_t)i * D + (size_t)c * T;
+            const float bc = b[c], es = expf(s[c]);
+            for (int t = 0; t < T; t++) yc[t] = (xc[t] + bc) * es;
+        }
+        logdet[i] += ld;
+    }
+    rf_ts_copy_tail(n, D, C * T, x, y);
+}
+
+static void tan_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
+                        float *logdet, float *scratch) {
+    (void)scratch;
+    const tan_impl *a = l->impl;
+    const int D = l->dim, C = a->C, T = a->T;
+    const float *b = p, *s = p + C;
+    const float ld = tan_logdet(a, s);
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
+    for (int i = 0; i < n; i++) {
+        for (int c = 0; c < C; c++) {
+            const float *yc = y + (size_t)i * D + (size_t)c * T;
+            float *xc = x + (size_t)i * D + (size_t)c * T;
+            const float bc = b[c], ies = expf(-s[c]);
+            for (int t = 0; t < T; t++) xc[t] = yc[t] * ies - bc;
+        }
+        logdet[i] -= ld;
+    }
+    rf_ts_copy_tail(n, D, C * T, y, x);
+}
+
+/* dx = dy e^s; db_c = sum dy e^s; ds_c = sum dy (x + b) e^s + T sum_i dlogdet_i. */
+static void tan_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                         const float *dlogdet, float *dx, float *dp, const float *cache,
+                         float *scratch) {
+    (void)cache;
+    (void)scratch;
+    const tan_impl *a = l->impl;
+    const int D = l->dim, C = a->C, T = a->T;
+    const float *b = p, *s = p + C;
+    double gld = 0;
+    for (int i = 0; i < n; i++) gld += dlogdet[i];
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
+    for (int c = 0; c < C; c++) {
+        const float es = expf(s[c]);
+        double gb = 0, gs = 0;
+        for (int i = 0; i < n; i++) {
+            const size_t o = (size_t)i * D + (size_t)c * T;
+            for (int t = 0; t < T; t++) {
+                const float g = dy[o + t] * es;
+                dx[o + t] = g;
+                gb += g;
+                gs += (double)g * (x[o + t] + b[c]);
+            }
+        }
+        dp[c] += (float)gb;
+        dp[C + c] += (float)(gs + gld * T);
+    }
+    rf_ts_copy_tail(n, D, C * T, dy, dx);
+}
+
+static cJSON *tan_to_json(const rf_layer *l) {
+    const tan_impl *a = l->impl;
+    return rf_ts_json_new("ts_actnorm", l->dim, a->C, a->T);
+}
+
+static const rf_layer_ops ts_actnorm_ops = {
+    .kind = "ts_actnorm",
+    .cache_floats = tan_none,
+    .scratch_floats = tan_none,
+    .init_params = tan_init,
+    .data_init = tan_data_init,
+    .forward = tan_forward,
+    .inverse = tan_inverse,
+    .backward = tan_backward,
+    .to_json = tan_to_json,
+    .free_impl = free,
+};
+
+rf_layer *rf_ts_actnorm_create(int D, int channels, int length, rf_err *e) {
+    if (rf_ts_check_shape("ts_actnorm", D, channels, length, e) != RF_OK) return NULL;
+    tan_impl *a = rf_zalloc(sizeof *a, e);
+    if (!a) return NULL;
+    a->C = channels;
+    a->T = length;
+    rf_layer *l = rf_layer_new(&ts_actnorm_ops, D, 2 * (size_t)channels, a, e);
+    if (!l) free(a);
+    return l;
+}
+
+rf_layer *rf_ts_actnorm_from_json(const cJSON *j, int dim, rf_err *e) {
+    int C, T;
+    if (rf_ts_shape_from_json(j, "ts_actnorm", dim, &C, &T, e) != RF_OK) return NULL;
+    return rf_ts_actnorm_create(dim, C, T, e);
+}

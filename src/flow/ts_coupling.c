@@ -1,0 +1,261 @@
+/* Coupling over channels for time series. On the active block (C channels x T samples,
+ * channel-major) the first ca = floor(C/2) channels (a) pass through and feed a 1-D conv net
+ * (src/nn/conv1d.c) that outputs, at every time step, nt parameters for each of the other
+ * cb = C - ca channels (b):
+ *   y_a = x_a,   y_b[c, t] = f(x_b[c, t]; theta[t, c] = conv(x_a)[t, c*nt .. c*nt+nt)),
+ *   log|det| = sum_{c, t} log f'(x_b[c, t]),
+ * with f affine (soft-clamped log-scale) or a rational-quadratic spline (xform.h). The net's last
+ * layer is zero-initialised and theta = 0 is the identity, so a fresh layer is the identity.
+ * The conv net works position-major: its input is x_a transposed to (n*T x ca), its output
+ * theta is (n*T x cb*nt), so each element's nt parameters are contiguous.
+ * Cache: x_a (n*T x ca) | theta (n*T x cb*nt) | conv cache. */
+#include <cjson/cJSON.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/json_util.h"
+#include "renflow/tsflow.h"
+#include "xform.h"
+
+int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
+cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
+int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
+void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst);
+
+typedef struct {
+    int C, T;
+    int ca, cb;
+    rf_xform xf;
+    int nt;
+    rf_conv1d *net;
+} tc_impl;
+
+static size_t nT(const tc_impl *c, int n) { return (size_t)(n > 0 ? n : 0) * (size_t)c->T; }
+
+static size_t tc_cache(const rf_layer *l, int n) {
+    const tc_impl *c = l->impl;
+    return nT(c, n) * ((size_t)c->ca + (size_t)c->cb * c->nt) + rf_conv1d_cache_floats(c->net, n);
+}
+
+/* Forward without a cache (inference, memory-saving forward, inverse): [cache | conv scratch].
+ * Backward: [dtheta | dx_a | conv backward scratch]. */
+static size_t tc_scratch(const rf_layer *l, int n) {
+    const tc_impl *c = l->impl;
+    const size_t f = tc_cache(l, n) + rf_conv1d_forward_scratch_floats(c->net, n);
+    const size_t b = nT(c, n) * ((size_t)c->cb * c->nt + (size_t)c->ca) +
+                     rf_conv1d_backward_scratch_floats(c->net, n);
+    return f > b ? f : b;
+}
+
+static void tc_init(const rf_layer *l, float *p, rf_rng *rng) {
+    rf_conv1d_init_params(((const tc_impl *)l->impl)->net, p, rng);
+}
+
+/* Runs the conditioner on the a channels of `in`: buf = [x_a | theta | conv cache]; returns
+ * theta. */
+static const float *tc_condition(const tc_impl *c, const float *p, int n, int D, const float *in,
+                                 float *buf, float *conv_scratch) {
+    const int T = c->T, ca = c->ca;
+    float *xa = buf, *th = xa + nT(c, n) * ca, *cc = th + nT(c, n) * c->cb * c->nt;
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < ca; ch++) {
+            const float *src = in + (size_t)i * D + (size_t)ch * T;
+            float *dst = xa + (size_t)i * T * ca + ch;
+            for (int t = 0; t < T; t++) dst[(size_t)t * ca] = src[t];
+        }
+    rf_conv1d_forward(c->net, p, n, xa, th, cc, conv_scratch);
+    return th;
+}
+
+static void tc_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
+                       float *logdet, float *cache, float *scratch) {
+    const tc_impl *c = l->impl;
+    const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
+    float *buf = cache ? cache : scratch;
+    float *cs = cache ? scratch : scratch + tc_cache(l, n);
+    const float *th = tc_condition(c, p, n, D, x, buf, cs);
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
+    for (int i = 0; i < n; i++) {
+        const float *xi = x + (size_t)i * D;
+        float *yi = y + (size_t)i * D;
+        memcpy(yi, xi, sizeof(float) * (size_t)ca * T);
+        double ld = 0;
+        for (int ch = 0; ch < cb; ch++) {
+            const float *xb = xi + (size_t)(ca + ch) * T;
+            float *yb = yi + (size_t)(ca + ch) * T;
+            for (int t = 0; t < T; t++) {
+                float v, d;
+                rf_xform_forward(&c->xf, th + (((size_t)i * T + t) * cb + ch) * nt, xb[t], &v, &d);
+                yb[t] = v;
+                ld += d;
+            }
+        }
+        logdet[i] += (float)ld;
+    }
+    rf_ts_copy_tail(n, D, c->C * T, x, y);
+}
+
+static void tc_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
+                       float *logdet, float *scratch) {
+    const tc_impl *c = l->impl;
+    const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
+    const float *th = tc_condition(c, p, n, D, y, scratch, scratch + tc_cache(l, n));
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
+    for (int i = 0; i < n; i++) {
+        const float *yi = y + (size_t)i * D;
+        float *xi = x + (size_t)i * D;
+        memcpy(xi, yi, sizeof(float) * (size_t)ca * T);
+        double ld = 0;
+        for (int ch = 0; ch < cb; ch++) {
+            const float *yb = yi + (size_t)(ca + ch) * T;
+            float *xb = xi + (size_t)(ca + ch) * T;
+            for (int t = 0; t < T; t++) {
+                float v, d;
+                rf_xform_inverse(&c->xf, th + (((size_t)i * T + t) * cb + ch) * nt, yb[t], &v, &d);
+                xb[t] = v;
+                ld += d;
+            }
+        }
+        logdet[i] += (float)ld;
+    }
+    rf_ts_copy_tail(n, D, c->C * T, y, x);
+}
+
+static void tc_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                        const float *dlogdet, float *dx, float *dp, const float *cache,
+                        float *scratch) {
+    const tc_impl *c = l->impl;
+    const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
+    const size_t m = nT(c, n);
+    const float *xa = cache, *th = xa + m * ca, *cc = th + m * cb * nt;
+    float *dth = scratch, *dxa = dth + m * cb * nt, *bs = dxa + m * ca;
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
+    for (int i = 0; i < n; i++) {
+        for (int ch = 0; ch < cb; ch++) {
+            const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
+            for (int t = 0; t < T; t++) {
+                const size_t k = (((size_t)i * T + t) * cb + ch) * nt;
+                dx[o + t] = rf_xform_backward(&c->xf, th + k, x[o + t], dy[o + t], dlogdet[i], dth + k);
+            }
+        }
+    }
+    rf_conv1d_backward(c->net, p, n, xa, dth, dxa, dp, cc, bs);
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
+    for (int i = 0; i < n; i++)
+        for (int ch = 0; ch < ca; ch++) {
+            const size_t o = (size_t)i * D + (size_t)ch * T;
+            const float *g = dxa + (size_t)i * T * ca + ch;
+            for (int t = 0; t < T; t++) dx[o + t] = dy[o + t] + g[(size_t)t * ca];
+        }
+    rf_ts_copy_tail(n, D, c->C * T, dy, dx);
+}
+
+static cJSON *tc_to_json(const rf_layer *l) {
+    const tc_impl *c = l->impl;
+    const rf_conv1d_cfg *k = rf_conv1d_config(c->net);
+    cJSON *j = rf_ts_json_new("ts_coupling", l->dim, c->C, c->T);
+    rf_xform_to_json(&c->xf, j);
+    cJSON *cj = cJSON_CreateObject();
+    cJSON_AddNumberToObject(cj, "hidden", k->hidden);
+    cJSON_AddNumberToObject(cj, "n_hidden", k->n_hidden);
+    cJSON_AddNumberToObject(cj, "kernel", k->kernel);
+    cJSON_AddNumberToObject(cj, "dilation", k->dilation);
+    cJSON_AddStringToObject(cj, "act", rf_act_name(k->act));
+    cJSON_AddBoolToObject(cj, "residual", k->residual);
+    cJSON_AddItemToObject(j, "conditioner", cj);
+    return j;
+}
+
+static void tc_free(void *impl) {
+    tc_impl *c = impl;
+    if (!c) return;
+    rf_conv1d_free(c->net);
+    free(c);
+}
+
+static const rf_layer_ops ts_coupling_ops = {
+    .kind = "ts_coupling",
+    .cache_floats = tc_cache,
+    .scratch_floats = tc_scratch,
+    .init_params = tc_init,
+    .forward = tc_forward,
+    .inverse = tc_inverse,
+    .backward = tc_backward,
+    .to_json = tc_to_json,
+    .free_impl = tc_free,
+};
+
+static rf_layer *tc_create(int D, int C, int T, const rf_conv1d_cfg *cond, const rf_xform *xf,
+                           rf_err *e) {
+    if (rf_ts_check_shape("ts_coupling", D, C, T, e) != RF_OK) return NULL;
+    if (C < 2) {
+        rf_err_set(e, RF_EARG, "ts_coupling: needs at least 2 channels (got %d); squeeze first", C);
+        return NULL;
+    }
+    if (rf_xform_check(xf, e) != RF_OK) return NULL;
+    tc_impl *c = rf_zalloc(sizeof *c, e);
+    if (!c) return NULL;
+    c->C = C;
+    c->T = T;
+    c->ca = C / 2;
+    c->cb = C - c->ca;
+    c->xf = *xf;
+    c->nt = rf_xform_n_theta(xf);
+    rf_conv1d_cfg k = *cond;
+    k.c_in = c->ca;
+    k.c_out = c->cb * c->nt;
+    k.length = T;
+    c->net = rf_conv1d_create(&k, e);
+    if (!c->net) {
+        rf_err_prefix(e, RF_EARG, "ts_coupling conditioner");
+        tc_free(c);
+        return NULL;
+    }
+    rf_layer *l = rf_layer_new(&ts_coupling_ops, D, rf_conv1d_n_params(c->net), c, e);
+    if (!l) tc_free(c);
+    return l;
+}
+
+rf_layer *rf_ts_coupling_create(const rf_ts_coupling_cfg *cfg, rf_err *e) {
+    rf_xform xf = {.kind = cfg->spline ? RF_XFORM_RQS : RF_XFORM_AFFINE,
+                   .clamp = cfg->clamp,
+                   .bins = cfg->bins,
+                   .bound = cfg->bound};
+    return tc_create(cfg->D, cfg->channels, cfg->length, &cfg->cond, &xf, e);
+}
+
+rf_layer *rf_ts_coupling_from_json(const cJSON *j, int dim, rf_err *e) {
+    int C, T;
+    rf_xform xf;
+    rf_conv1d_cfg k;
+    memset(&k, 0, sizeof k);
+    const char *act = NULL;
+    if (rf_ts_shape_from_json(j, "ts_coupling", dim, &C, &T, e) != RF_OK) return NULL;
+    if (rf_xform_from_json(j, &xf, e) != RF_OK) {
+        rf_err_prefix(e, RF_EFORMAT, "ts_coupling");
+        return NULL;
+    }
+    const cJSON *cj = cJSON_GetObjectItemCaseSensitive(j, "conditioner");
+    if (!cJSON_IsObject(cj)) {
+        rf_err_set(e, RF_EFORMAT, "ts_coupling: field \"conditioner\": missing or not an object");
+        return NULL;
+    }
+    int rc = rf_json_get_int(cj, "hidden", &k.hidden, e);
+    if (!rc) rc = rf_json_get_int(cj, "n_hidden", &k.n_hidden, e);
+    if (!rc) rc = rf_json_get_int(cj, "kernel", &k.kernel, e);
+    if (!rc) rc = rf_json_get_int(cj, "dilation", &k.dilation, e);
+    if (!rc) rc = rf_json_get_string(cj, "act", &act, e);
+    if (rc) {
+        rf_err_prefix(e, RF_EFORMAT, "ts_coupling: conditioner");
+        return NULL;
+    }
+    if (rf_act_parse(act, &k.act) != RF_OK) {
+        rf_err_set(e, RF_EFORMAT, "ts_coupling: conditioner: field \"act\": unknown activation \"%s\"", act);
+        return NULL;
+    }
+    k.residual = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(cj, "residual"));
+    rf_layer *l = tc_create(dim, C, T, &k, &xf, e);
+    if (!l && e) e->code = RF_EFORMAT;
+    return l;
+}
