@@ -24,6 +24,11 @@ int rf_cli_cv(int argc, char **argv) {
         rf_dataset_free(&d);
         return rf_runtime_error(C, &e);
     }
+    a.spec.D = d.x.d;
+    if (rf_cli_shape_spec(&a, d.channels, d.length, d.x.d, &e)) {
+        rf_dataset_free(&d);
+        return rf_runtime_error(C, &e);
+    }
     rf_cv_cfg cfg = {.folds = a.folds, .seed = a.cfg.seed, .model_prefix = a.out,
                      .use_train_prior = a.prior && !strcmp(a.prior, "train"), .hmm = a.hmm};
     a.cfg.progress = !a.quiet;

@@ -33,7 +33,11 @@ static const char USAGE[] =
     "  --standardize MODE    none | zscore | robust (median/IQR; default zscore), fitted on train\n"
     "  --drop-outliers Z     drop training rows whose robust z-score exceeds Z in any column\n"
     "model:\n"
-    "  --flow TYPE           realnvp | glow | maf | nsf | nsf-ar (default nsf)\n"
+    "  --flow TYPE           realnvp | glow | maf | nsf | nsf-ar | tsflow (default nsf; for a\n"
+    "                        prepared EEG directory: tsflow, shaped for its windows)\n"
+    "  --scales S            tsflow: scales (Haar squeeze + blocks + factor-out each)\n"
+    "  --kernel K            tsflow: conv kernel size (odd)   --dilation D   conv dilation\n"
+    "  --coupling T          tsflow: affine | spline\n"
     "  --blocks N            flow blocks (default 5)\n"
     "  --hidden H            conditioner width (default 64)\n"
     "  --hidden-layers K     conditioner hidden layers (default 2)\n"
@@ -77,7 +81,7 @@ static const char USAGE[] =
 enum {
     O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS
 };
 
 static const struct option LONGOPTS[] = {
@@ -90,7 +94,7 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 
 
@@ -114,9 +118,13 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_SUBJECTS: a->subjects = optarg; break;
         case O_STD: a->standardize = optarg; break;
         case O_DROP: rc = rf_arg_float(C, "drop-outliers", optarg, 1, 1e9, &a->drop); break;
-        case O_FLOW: a->flow = optarg; break;
-        case O_BLOCKS: rc = rf_arg_int(C, "blocks", optarg, 1, 1000, &a->spec.blocks); break;
-        case O_HIDDEN: rc = rf_arg_int(C, "hidden", optarg, 1, 65536, &a->spec.hidden); break;
+        case O_FLOW: a->flow = optarg; a->flow_given = 1; break;
+        case O_SCALES: rc = rf_arg_int(C, "scales", optarg, 1, 16, &a->ts_scales); a->flow_given = 1; break;
+        case O_KERNEL: rc = rf_arg_int(C, "kernel", optarg, 1, 63, &a->ts_kernel); break;
+        case O_DILATION: rc = rf_arg_int(C, "dilation", optarg, 1, 64, &a->ts_dilation); break;
+        case O_COUPLING: a->ts_coupling = optarg; break;
+        case O_BLOCKS: rc = rf_arg_int(C, "blocks", optarg, 1, 1000, &a->spec.blocks); a->blocks_given = 1; break;
+        case O_HIDDEN: rc = rf_arg_int(C, "hidden", optarg, 1, 65536, &a->spec.hidden); a->hidden_given = 1; break;
         case O_HLAYERS: rc = rf_arg_int(C, "hidden-layers", optarg, 1, 64, &a->spec.n_hidden); break;
         case O_ACT: a->act = optarg; break;
         case O_RESIDUAL: a->spec.residual = 1; break;
@@ -167,7 +175,9 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
             return rf_usage_error(C, "option --model: expected flow, logreg or mlp, got '%s'", a->model);
     }
     if (rf_flow_type_parse(a->flow, &a->spec.type))
-        return rf_usage_error(C, "option --flow: unknown flow '%s' (realnvp, glow, maf, nsf, nsf-ar)", a->flow);
+        return rf_usage_error(C, "option --flow: unknown flow '%s' (realnvp, glow, maf, nsf, nsf-ar, tsflow)", a->flow);
+    if (a->ts_coupling && strcmp(a->ts_coupling, "affine") && strcmp(a->ts_coupling, "spline"))
+        return rf_usage_error(C, "option --coupling: expected affine or spline, got '%s'", a->ts_coupling);
     if (a->act && rf_act_parse(a->act, &a->spec.act))
         return rf_usage_error(C, "option --act: unknown activation '%s' (relu, gelu, tanh)", a->act);
     if (strcmp(a->task, "density") && strcmp(a->task, "classify"))
@@ -375,6 +385,10 @@ int rf_cli_train(int argc, char **argv) {
         return rf_runtime_error(C, &e);
     }
     a.spec.D = d.tr.d;
+    if (rf_cli_shape_spec(&a, d.channels, d.length, d.tr.d, &e)) {
+        data_free(&d);
+        return rf_runtime_error(C, &e);
+    }
     if (a.spec.base == RF_BASE_CLASS) {
         int m = max_label(d.ytr, d.tr.n);
         if (d.yva && max_label(d.yva, d.va.n) > m) m = max_label(d.yva, d.va.n);
@@ -416,4 +430,28 @@ int rf_cli_train(int argc, char **argv) {
     rf_flow_free(f);
     data_free(&d);
     return exit_code;
+}
+
+int rf_cli_shape_spec(train_args *a, int channels, int length, int D, rf_err *e) {
+    if (!a->flow_given && channels > 0) a->spec.type = RF_FLOW_TS;
+    if (a->spec.type != RF_FLOW_TS) return RF_OK;
+    if (channels <= 0) {
+        channels = 1;
+        length = D;
+    }
+    rf_flow_spec s = a->spec;
+    int rc = rf_tsflow_spec_default(&s, channels, length, e);
+    if (rc) return rc;
+    /* keep what the user set explicitly on the command line */
+    s.base = a->spec.base;
+    s.n_classes = a->spec.n_classes;
+    s.act = a->spec.act;
+    if (a->ts_scales > 0) s.scales = a->ts_scales;
+    if (a->ts_kernel > 0) s.kernel = a->ts_kernel;
+    if (a->ts_dilation > 0) s.dilation = a->ts_dilation;
+    if (a->ts_coupling) s.spline = !strcmp(a->ts_coupling, "spline");
+    if (a->hidden_given) s.hidden = a->spec.hidden;
+    if (a->blocks_given) s.blocks = a->spec.blocks;
+    a->spec = s;
+    return RF_OK; /* rf_flow_create checks the whole spec once the classes are known */
 }

@@ -4,12 +4,20 @@
 
 #include "cli.h"
 
+/* For a tsflow: the window shape (channels x length) of the data; picks defaults for the
+ * data shape unless given, then applies the tsflow flags. Returns 0 or an error code. */
+struct train_args;
+int rf_cli_shape_spec(struct train_args *a, int channels, int length, int D, rf_err *e);
+
 typedef struct train_args {
     const char *data, *val, *labels, *val_labels, *subjects, *out, *curve;
     const char *flow, *act, *base, *task, *standardize;
     float drop;
     int json, quiet;
     int folds;          /* renflow cv: subject-wise folds */
+    int flow_given, blocks_given, hidden_given;     /* --flow (or an architecture flag of tsflow) was given */
+    int ts_scales, ts_kernel, ts_dilation;
+    const char *ts_coupling;
     const char *prior;  /* renflow cv: uniform | train */
     const char *model;  /* renflow cv: flow | logreg | mlp */
     int class_balanced; /* renflow cv: logreg/mlp loss weights */

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# CLI path of the EEG subsystem on real eegmat recordings: eeg prepare -> train --task classify
+# (tsflow chosen for the window shape) -> eval --json with classification metrics; --like gives
+# identical windows; a missing channel is a clear error with exit code 1.
+set -u
+R=${RF_CLI:?RF_CLI must point to the renflow binary}
+D=${RF_SHARED_DATA:-../shared/data}
+if [ ! -d "$D/eegmat" ]; then
+  if [ "${CI:-}" = "true" ]; then echo "FAIL: $D/eegmat missing in CI"; exit 1; fi
+  echo "skip: $D/eegmat not found"; exit 0
+fi
+D=$(cd "$D" && pwd)
+T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
+fail=0
+check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
+printf 'file,subject,label\n%s/eegmat/Subject00_1.edf,S00,rest\n%s/eegmat/Subject00_2.edf,S00,task\n%s/eegmat/Subject01_1.edf,S01,rest\n%s/eegmat/Subject01_2.edf,S01,task\n' "$D" "$D" "$D" "$D" > "$T/list.csv"
+"$R" eeg prepare --recordings "$T/list.csv" --out "$T/prep" --rate 64 --window 2 --channels O1,O2,Fz,Cz --quiet --json > "$T/prep.json"
+check "prepare exits 0" '[ $? -eq 0 ]'
+check "prepare JSON counts windows" 'grep -q "\"windows\":" "$T/prep.json"'
+check "manifest lists the 4 channels" 'grep -q "\"EEG O1\"" "$T/prep/manifest.json" || grep -q "\"O1\"" "$T/prep/manifest.json"'
+"$R" eeg prepare --like "$T/prep/manifest.json" --recordings "$T/list.csv" --out "$T/prep2" --quiet > /dev/null
+check "--like reproduces the windows bit for bit" 'cmp -s "$T/prep/windows.npy" "$T/prep2/windows.npy"'
+"$R" eeg prepare --like "$T/prep/manifest.json" --rate 100 --recordings "$T/list.csv" --out "$T/prep3" --quiet > /dev/null 2>&1
+check "--like with settings is a usage error (2)" '[ $? -eq 2 ]'
+"$R" train --task classify --data "$T/prep" --epochs 2 --batch 32 --out "$T/m.rf" --quiet --json > "$T/train.json"
+check "train on the directory exits 0" '[ $? -eq 0 ]'
+check "a tsflow was chosen for the window shape" 'grep -q "\"flow\":[[:space:]]*\"tsflow\"" "$T/train.json"'
+"$R" eval "$T/m.rf" --data "$T/prep" --json > "$T/eval.json"
+check "eval exits 0" '[ $? -eq 0 ]'
+for k in accuracy balanced_accuracy macro_f1 kappa confusion nll_nats; do
+  check "eval JSON has $k" "grep -q '\"$k\"' '$T/eval.json'"
+done
+"$R" eeg prepare --recordings "$T/list.csv" --out "$T/bad" --channels O1,Xyz --quiet 2> "$T/err.txt"
+check "missing channel exits 1" '[ $? -eq 1 ]'
+check "error names the channel and the file" 'grep -q "Xyz" "$T/err.txt" && grep -q "Subject00_1.edf" "$T/err.txt"'
+check "no half-written output directory" '[ ! -e "$T/bad" ]'
+exit $fail
