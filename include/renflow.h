@@ -18,5 +18,6 @@
 #include "renflow/edf.h"
 #include "renflow/eegprep.h"
 #include "renflow/tsflow.h"
+#include "renflow/eegsim.h"
 
 #endif
