@@ -3,7 +3,7 @@
 # models, schedule and clipping) on the same data with the same batch, epochs, lr and threads,
 # then prints one side-by-side table (and writes it as Markdown for BENCHMARKS.md), a GEMM
 # efficiency table against OpenBLAS's own SGEMM rate (bench/sgemm_rate.c), and renflow's
-# memory-saving benchmark (peak RSS at 4 vs 32 blocks).
+# memory-saving benchmark (peak RSS at 4 vs 32 blocks, in two configurations).
 #
 # usage: bench/run_bench.sh [--quick] [--epochs E] [--threads T] [--out DIR]
 #                           [--no-check] [--no-memory] [--memory-only]
@@ -14,7 +14,8 @@
 #
 #   --quick        a small grid: data sets synth8, eeg (D=14) and sleep (D=72), hidden 64 and 256,
 #                  5 blocks, every flow type (30 configurations), 1 epoch, 1024 samples for the
-#                  sampling rate, best of 2 runs: about 6 minutes on 2 cores. Without it the full grid of the issue runs: D in {8, 14, 72} (synthetic
+#                  sampling rate, best of 2 runs: about 5 minutes on 2 cores. Without it the full
+#                  grid of the issue runs: D in {8, 14, 72} (synthetic
 #                  mixtures synth8/synth14/synth72 and the real sets eeg (D=14) and sleep (D=72)),
 #                  hidden in {64, 256}, blocks in {5, 10}, every flow type: 100 configurations.
 #   --epochs E     training epochs (default 20, or 1 with --quick)
@@ -27,12 +28,13 @@
 # BATCH (256), LR (1e-3), SEED (1), N_SAMPLES (samples drawn to time sampling; 4096, quick 1024),
 # REPEATS (runs per configuration and implementation, interleaved; the table keeps the best
 # training and sampling rates, which filters out interference from other processes on a shared
-# machine; default 1, quick 2), RENFLOW (the CLI,
-# default build/renflow; built with CMake when missing), PYTHON (default /usr/bin/python3, which
-# has Debian's python3-torch), OMP_WAIT_POLICY (default PASSIVE for both, see below; set it to
-# ACTIVE or to an empty string for the OpenMP default), and for the memory
-# benchmark MEM_DATA (synth72), MEM_FLOW (realnvp), MEM_HIDDEN (256), MEM_BATCH (1024),
-# MEM_STEPS (10 training steps per run).
+# machine; default 1, quick 2), RENFLOW (the CLI, default build/renflow; built with CMake when
+# missing), PYTHON (default /usr/bin/python3, which has Debian's python3-torch),
+# OMP_WAIT_POLICY (for PyTorch; default PASSIVE, see below; set it to ACTIVE or to an empty string
+# for the OpenMP default), RF_OPENBLAS_THREADS (OPENBLAS_NUM_THREADS for renflow, default 1, see
+# below), and for the memory benchmark MEM_DATA (synth72), MEM_FLOW (realnvp), MEM_HIDDEN (128),
+# MEM_BATCH (8192), MEM_STEPS (2 training steps per run): the activation-dominated configuration;
+# MEM2_HIDDEN (256), MEM2_BATCH (1024), MEM2_STEPS (10): a parameter-dominated one for contrast.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -83,22 +85,33 @@ LR=${LR:-1e-3}
 SEED=${SEED:-1}
 MEM_DATA=${MEM_DATA:-synth72}
 MEM_FLOW=${MEM_FLOW:-realnvp}
-MEM_HIDDEN=${MEM_HIDDEN:-256}
-MEM_BATCH=${MEM_BATCH:-1024}
-MEM_STEPS=${MEM_STEPS:-10}
+MEM_HIDDEN=${MEM_HIDDEN:-128}
+MEM_BATCH=${MEM_BATCH:-8192}
+MEM_STEPS=${MEM_STEPS:-2}
+MEM2_HIDDEN=${MEM2_HIDDEN:-256}
+MEM2_BATCH=${MEM2_BATCH:-1024}
+MEM2_STEPS=${MEM2_STEPS:-10}
+RF_OPENBLAS_THREADS=${RF_OPENBLAS_THREADS:-1}
 
 DATA=$OUT/data
 RESULTS=$OUT/results
 mkdir -p "$OUT" "$DATA" "$RESULTS"
 
-# Both implementations get the same thread settings (renflow's rf_set_threads sets OpenMP and
-# OpenBLAS to --threads; torch_flows.py does the same before importing torch). Both mix OpenMP
-# loops with OpenBLAS's own pthreads: with OpenMP's default spin-waiting the idle OpenMP threads
-# compete with OpenBLAS's threads for the cores (on 2 cores that made either side up to 20x slower,
-# and erratic), so both run with passive waiting unless OMP_WAIT_POLICY says otherwise.
+# Both implementations get the same number of threads (--threads). PyTorch (torch_flows.py) gets
+# OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = --threads and, unless OMP_WAIT_POLICY says otherwise,
+# passive waiting: it mixes OpenMP loops with OpenBLAS's own pthreads, and with OpenMP's default
+# spin-waiting the idle OpenMP threads compete with OpenBLAS's threads for the cores (on 2 cores
+# that made it up to 20x slower, and erratic).
+# renflow needs no such setting: it splits each batch into one shard of rows per thread on its own
+# threads (which sleep after a short spin) and calls OpenBLAS single-threaded (rf_set_threads), so
+# it runs with the OpenMP defaults. It gets OPENBLAS_NUM_THREADS=1 (RF_OPENBLAS_THREADS) only
+# because OpenBLAS starts its worker threads when it is loaded, before renflow can tell it that it
+# will not use them, and they spin for ~0.1 s of CPU first; in a 1-epoch run that is a noticeable
+# part of a core. (rf_set_threads sets OpenBLAS to one thread either way.)
 export OMP_NUM_THREADS=$THREADS OPENBLAS_NUM_THREADS=$THREADS
 OMP_WAIT_POLICY=${OMP_WAIT_POLICY-PASSIVE}
 if [ -n "$OMP_WAIT_POLICY" ]; then export OMP_WAIT_POLICY; else unset OMP_WAIT_POLICY; fi
+rf() { env -u OMP_WAIT_POLICY OPENBLAS_NUM_THREADS="$RF_OPENBLAS_THREADS" "$RENFLOW" "$@"; }
 
 # ---------------------------------------------------------------- prerequisites
 if [ ! -x /usr/bin/time ]; then
@@ -120,7 +133,7 @@ if [ "$DO_GRID" = 1 ] || [ "$DO_MEMORY" = 1 ]; then
         cmake -S "$ROOT" -B "$ROOT/build" -DCMAKE_BUILD_TYPE=Release >/dev/null
         cmake --build "$ROOT/build" -j"$(nproc)" --target renflow >/dev/null
     fi
-    "$RENFLOW" train --help >/dev/null || { echo "run_bench.sh: $RENFLOW train does not work" >&2; exit 1; }
+    rf train --help >/dev/null || { echo "run_bench.sh: $RENFLOW train does not work" >&2; exit 1; }
 fi
 
 need_data() {
@@ -164,14 +177,14 @@ run_one() {
         sfx=""
         [ "$rep" = 1 ] || sfx=".$rep"
         t0=$SECONDS
-        if /usr/bin/time -f %M -o "$dir/rf_train$sfx.rss" "$RENFLOW" train --data "$tr" --val "$va" --flow "$flow" \
+        if /usr/bin/time -f %M -o "$dir/rf_train$sfx.rss" env -u OMP_WAIT_POLICY OPENBLAS_NUM_THREADS="$RF_OPENBLAS_THREADS" "$RENFLOW" train --data "$tr" --val "$va" --flow "$flow" \
             --blocks "$NB" --hidden "$H" --epochs "$EPOCHS" --batch "$BATCH" --lr "$LR" --seed "$SEED" \
             --threads "$THREADS" --out "$dir/model.rf" --json --quiet >"$dir/rf_train$sfx.json" 2>"$dir/rf_train$sfx.log"; then
             if [ "$rep" = 1 ]; then
-                "$RENFLOW" eval --data "$te" --threads "$THREADS" --json "$dir/model.rf" >"$dir/rf_eval.json" \
+                rf eval --data "$te" --threads "$THREADS" --json "$dir/model.rf" >"$dir/rf_eval.json" \
                     2>"$dir/rf_eval.log" || rf_ok=0
             fi
-            "$RENFLOW" sample -n "$N_SAMPLES" --out "$dir/samples.npy" --seed "$SEED" --threads "$THREADS" --json \
+            rf sample -n "$N_SAMPLES" --out "$dir/samples.npy" --seed "$SEED" --threads "$THREADS" --json \
                 "$dir/model.rf" >"$dir/rf_sample$sfx.json" 2>"$dir/rf_sample$sfx.log" || rf_ok=0
         else
             rf_ok=0
@@ -199,14 +212,15 @@ if [ "$DO_GRID" = 1 ]; then
     rm -rf "$RESULTS/runs"
     mkdir -p "$RESULTS/runs"
     torch_version=$("$PYTHON" -c 'import torch; print(torch.__version__)')
-    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d, "omp_wait_policy": "%s", "n_samples": %d, "repeats": %d}\n' \
+    printf '{"threads": %d, "batch": %d, "epochs": %d, "lr": "%s", "seed": %d, "date": "%s", "machine": "%s", "torch": "%s", "quick": %d, "omp_wait_policy": "%s", "rf_openblas_threads": %d, "n_samples": %d, "repeats": %d}\n' \
         "$THREADS" "$BATCH" "$EPOCHS" "$LR" "$SEED" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$machine" "$torch_version" "$QUICK" \
-        "${OMP_WAIT_POLICY:-default}" "$N_SAMPLES" "$REPEATS" >"$RESULTS/settings.json"
+        "${OMP_WAIT_POLICY:-default}" "$RF_OPENBLAS_THREADS" "$N_SAMPLES" "$REPEATS" >"$RESULTS/settings.json"
 
     # OpenBLAS's own SGEMM rate at batch x hidden x hidden
-    if cc -O2 -o "$OUT/sgemm_rate" "$ROOT/bench/sgemm_rate.c" -lopenblas 2>"$OUT/sgemm_build.log"; then
+    # (the better of OpenBLAS's threaded rate and THREADS concurrent single-threaded SGEMMs)
+    if cc -O2 -pthread -o "$OUT/sgemm_rate" "$ROOT/bench/sgemm_rate.c" -lopenblas 2>"$OUT/sgemm_build.log"; then
         "$OUT/sgemm_rate" --threads "$THREADS" --batch "$BATCH" --hidden "$(echo $HIDDENS | tr ' ' ',')" \
-            --seconds 1 >"$RESULTS/sgemm.jsonl"
+            --seconds 3 >"$RESULTS/sgemm.jsonl"
     else
         echo "sgemm_rate did not build (see $OUT/sgemm_build.log); skipping the GEMM table" >&2
         rm -f "$RESULTS/sgemm.jsonl"
@@ -230,27 +244,37 @@ if [ "$DO_GRID" = 1 ]; then
 fi
 
 # ---------------------------------------------------------------- memory benchmark
+# Peak RSS of `renflow train` at 4 and 32 blocks, with memory-saving backprop and with stored
+# activations, in two configurations: MEM_* (a large batch: activations are what matters) and
+# MEM2_* (a small batch and wide conditioners: the per-parameter state is what grows).
 if [ "$DO_MEMORY" = 1 ]; then
     need_data "$MEM_DATA"
     mdir="$RESULTS/memory"
     rm -rf "$mdir"
     mkdir -p "$mdir"
-    for mode in saving store; do
-        for NB in 4 32; do
-            flag=""
-            [ "$mode" = saving ] && flag="--memory-saving"
-            # shellcheck disable=SC2086
-            /usr/bin/time -f %M -o "$mdir/$mode-$NB.rss" "$RENFLOW" train --data "$DATA/${MEM_DATA}_train.npy" \
-                --val "$DATA/${MEM_DATA}_val.npy" --flow "$MEM_FLOW" --blocks "$NB" --hidden "$MEM_HIDDEN" \
-                --batch "$MEM_BATCH" --epochs 1 --max-steps "$MEM_STEPS" --seed "$SEED" --threads "$THREADS" \
-                $flag --out "$mdir/$mode-$NB.rf" --json --quiet >"$mdir/$mode-$NB.json" 2>"$mdir/$mode-$NB.log" ||
-                { echo "memory benchmark: renflow train $flag --blocks $NB failed:" >&2; tail -3 "$mdir/$mode-$NB.log" >&2; }
-            rm -f "$mdir/$mode-$NB.rf" "$mdir/$mode-$NB.rf.ckpt"
+    for cfg in "a $MEM_HIDDEN $MEM_BATCH $MEM_STEPS" "b $MEM2_HIDDEN $MEM2_BATCH $MEM2_STEPS"; do
+        # shellcheck disable=SC2086
+        set -- $cfg
+        for mode in saving store; do
+            for NB in 4 32; do
+                flag=""
+                [ "$mode" = saving ] && flag="--memory-saving"
+                tag="$1-$mode-$NB"
+                # shellcheck disable=SC2086
+                /usr/bin/time -f %M -o "$mdir/$tag.rss" env -u OMP_WAIT_POLICY OPENBLAS_NUM_THREADS="$RF_OPENBLAS_THREADS" \
+                    "$RENFLOW" train --data "$DATA/${MEM_DATA}_train.npy" \
+                    --val "$DATA/${MEM_DATA}_val.npy" --flow "$MEM_FLOW" --blocks "$NB" --hidden "$2" \
+                    --batch "$3" --epochs 1 --max-steps "$4" --seed "$SEED" --threads "$THREADS" \
+                    $flag --out "$mdir/$tag.rf" --json --quiet >"$mdir/$tag.json" 2>"$mdir/$tag.log" ||
+                    { echo "memory benchmark: renflow train $flag --blocks $NB --hidden $2 --batch $3 failed:" >&2; tail -3 "$mdir/$tag.log" >&2; }
+                rm -f "$mdir/$tag.rf" "$mdir/$tag.rf.ckpt"
+            done
         done
     done
-    "$PYTHON" - "$mdir" "$MEM_DATA" "$MEM_FLOW" "$MEM_HIDDEN" "$MEM_BATCH" "$MEM_STEPS" <<'EOF'
+    "$PYTHON" - "$mdir" "$MEM_DATA" "$MEM_FLOW" "$THREADS" "$MEM_HIDDEN" "$MEM_BATCH" "$MEM_STEPS" "$MEM2_HIDDEN" "$MEM2_BATCH" "$MEM2_STEPS" <<'EOF'
 import json, math, sys
-d, data, flow, hidden, batch, steps = sys.argv[1:7]
+d, data, flow, threads = sys.argv[1:5]
+cfgs = {"a": sys.argv[5:8], "b": sys.argv[8:11]}
 
 def rss(name):  # MB from /usr/bin/time %M (KB), NaN when the run failed
     try:
@@ -260,28 +284,31 @@ def rss(name):  # MB from /usr/bin/time %M (KB), NaN when the run failed
 
 def params(name):
     try:
-        return "%.2f M" % (json.load(open("%s/%s.json" % (d, name)))["n_params"] / 1e6)
+        return json.load(open("%s/%s.json" % (d, name)))["n_params"]
     except (OSError, ValueError, KeyError):
-        return "?"
+        return math.nan
 
-s4, s32, n4, n32 = rss("saving-4"), rss("saving-32"), rss("store-4"), rss("store-32")
-lines = [
-    "renflow peak RSS (/usr/bin/time), %s flow on %s, hidden %s, batch %s, %s training steps (then the "
-    "checkpoint is written, as at every epoch end); parameters: %s at 4 blocks, %s at 32 blocks." %
-    (flow, data, hidden, batch, steps, params("store-4"), params("store-32")),
-    "",
-    "| backprop | 4 blocks | 32 blocks | 32 / 4 |",
-    "|---|---:|---:|---:|",
-    "| memory-saving (`--memory-saving`) | %.0f MB | %.0f MB | %.2fx |" % (s4, s32, s32 / s4),
-    "| stored activations (default) | %.0f MB | %.0f MB | %.2fx |" % (n4, n32, n32 / n4),
-    "",
-    "At 32 blocks memory-saving backprop needs %.2fx the peak RSS of stored activations; what still grows "
-    "with depth is the per-parameter state (parameters, gradients, AdamW moments, best-model copy, "
-    "checkpoint buffer)." % (s32 / n32),
-]
+lines = ["renflow peak RSS of the whole `renflow train` process (/usr/bin/time), %s flow on %s, %s threads, "
+         "stopped after a few training steps with `--max-steps` (which writes the checkpoint, as every epoch end does)."
+         % (flow, data, threads), "",
+         "| configuration | backprop | params at 4 / 32 blocks | 4 blocks | 32 blocks | 32 / 4 |",
+         "|---|---|---|---:|---:|---:|"]
+ratio = {}
+for c, (hidden, batch, steps) in cfgs.items():
+    kind = "activation-dominated" if c == "a" else "parameter-dominated"
+    for mode, label in (("saving", "memory-saving (`--memory-saving`)"), ("store", "stored activations (default)")):
+        r4, r32 = rss("%s-%s-4" % (c, mode)), rss("%s-%s-32" % (c, mode))
+        p4, p32 = params("%s-%s-4" % (c, mode)), params("%s-%s-32" % (c, mode))
+        ratio[(c, mode)] = r32 / r4
+        lines.append("| %s: hidden %s, batch %s, %s steps | %s | %.2f M / %.2f M | %.0f MB | %.0f MB | %.2fx |"
+                     % (kind, hidden, batch, steps, label, p4 / 1e6, p32 / 1e6, r4, r32, r32 / r4))
+lines += ["", "Per parameter, training keeps the parameters, their gradient, one more gradient buffer per extra "
+          "thread (the shards' partial sums), the two AdamW moments and the best-model copy: 6 floats at 2 threads, "
+          "24 bytes; checkpoints are streamed from those buffers and add nothing."]
 print("\n" + "\n".join(lines))
 with open(d + "/memory.md", "w") as fp:
     fp.write("\n".join(lines) + "\n")
-print("\nmemory ratio (memory-saving, 32 vs 4 blocks): %.2f" % (s32 / s4))
+print("\nmemory ratio (memory-saving, 32 vs 4 blocks): %.2f (%s), %.2f (%s)" %
+      (ratio[("a", "saving")], "activation-dominated", ratio[("b", "saving")], "parameter-dominated"))
 EOF
 fi

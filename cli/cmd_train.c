@@ -359,6 +359,8 @@ static cJSON *summary(const train_args *a, const rf_flow *f, const train_data *d
     cJSON_AddNumberToObject(j, "skipped_steps", (double)r->skipped_steps);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     cJSON_AddNumberToObject(j, "samples_per_sec", r->samples_per_sec);
+    cJSON_AddNumberToObject(j, "train_seconds", r->train_seconds);
+    cJSON_AddNumberToObject(j, "samples_per_sec_wall", r->samples_per_sec_wall);
     cJSON_AddBoolToObject(j, "early_stopped", r->early_stopped);
     cJSON_AddBoolToObject(j, "interrupted", r->interrupted);
     cJSON_AddBoolToObject(j, "memory_saving", a->cfg.memory_saving);

@@ -76,7 +76,9 @@ double rf_now(void);          /* monotonic seconds */
 double rf_cpu_seconds(void);  /* process CPU time */
 long rf_peak_rss_kb(void);    /* VmHWM from /proc/self/status, -1 if unknown */
 
-/* ---- threads: sets OpenBLAS and OpenMP thread counts (0 = leave as is) ---- */
+/* ---- threads: n worker threads for renflow (OpenMP and the flow workspaces, which split each
+ * batch into per-thread shards); OpenBLAS is set to 1 thread so the shards do not
+ * oversubscribe the cores (0 = leave as is) ---- */
 void rf_set_threads(int n);
 int rf_get_threads(void);
 

@@ -45,7 +45,6 @@ typedef struct rf_flow_spec {
 } rf_flow_spec;
 /* Defaults for a given type and dimension (tsflow: 1 channel x D samples; see also
  * rf_tsflow_spec_default in renflow/tsflow.h for a C x T window). */
-
 void rf_flow_spec_default(rf_flow_spec *s, rf_flow_type type, int D);
 int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e);
 
@@ -74,11 +73,37 @@ int rf_flow_data_init(rf_flow *f, int n, const float *x, rf_err *e);
 
 /* Workspace: everything the flow needs for batches up to max_batch, allocated once.
  * memory_saving = 1: the forward keeps no per-layer activations; the backward reconstructs each
- * layer's input from its output with the inverse and recomputes that layer's cache. */
+ * layer's input from its output with the inverse and recomputes that layer's cache.
+ *
+ * Threads: the rows of a batch are split into shards, one per thread (at most one per 16 rows of
+ * max_batch). Each shard runs the layers on its own buffers with single-threaded BLAS, and a
+ * gradient is the sum of per-shard gradients taken in a fixed order, so for a given thread count
+ * every result is reproducible bit for bit. Shards run only while OpenBLAS is single-threaded
+ * (rf_set_threads arranges that); otherwise one shard runs on BLAS's own threads. Batches larger
+ * than max_batch are processed in chunks. A workspace owns its worker threads (they sleep between
+ * calls): create it in the process that uses it, not before a fork, and use it from one thread
+ * at a time. */
 typedef struct rf_flow_ws rf_flow_ws;
+typedef struct rf_flow_ws_opts {
+    int max_batch;
+    int memory_saving;
+    int threads;   /* shards; 0 = rf_get_threads() */
+    int inference; /* 1: never used for rf_flow_loss_grad: no per-thread gradient buffers */
+} rf_flow_ws_opts;
+/* Threads = rf_get_threads(), usable for training. */
 rf_flow_ws *rf_flow_ws_create(const rf_flow *f, int max_batch, int memory_saving, rf_err *e);
+rf_flow_ws *rf_flow_ws_create_opts(const rf_flow *f, const rf_flow_ws_opts *o, rf_err *e);
 void rf_flow_ws_free(rf_flow_ws *w);
+/* Bytes of activation buffers (they scale with the batch and, without memory saving, depth). */
 size_t rf_flow_ws_bytes(const rf_flow_ws *w);
+/* Bytes of the per-thread gradient buffers (shards after the first: (threads - 1) x n_params
+ * floats; 0 for an inference workspace). */
+size_t rf_flow_ws_grad_bytes(const rf_flow_ws *w);
+int rf_flow_ws_threads(const rf_flow_ws *w);
+/* Runs fn(ctx, k, T) for k = 0..T-1 on the workspace's T threads (k = 0 on the caller's) and
+ * returns when all are done; for passes over the parameters that belong with a training step
+ * (the optimiser). */
+void rf_flow_ws_run(rf_flow_ws *w, void (*fn)(void *ctx, int k, int T), void *ctx);
 
 /* x -> z (standardisation included); logdet[i] = total log|det dz/dx| (may be NULL). */
 void rf_flow_forward(const rf_flow *f, rf_flow_ws *w, int n, const float *x, float *z,
@@ -91,11 +116,12 @@ void rf_flow_inverse(const rf_flow *f, rf_flow_ws *w, int n, const float *z, flo
 void rf_flow_log_prob(const rf_flow *f, rf_flow_ws *w, int n, const float *x, const int *labels,
                       float *logp);
 /* Mean negative log-likelihood over the batch, and its gradient accumulated into f->grads
- * (which the caller zeroes). Returns the loss. ce_weight > 0 (class-conditional only) adds
- * ce_weight * mean cross-entropy of p(y|x) (hybrid loss). */
+ * (which the caller zeroes). Returns the loss (NAN for n < 1). ce_weight > 0 (class-conditional
+ * only) adds ce_weight * mean cross-entropy of p(y|x) (hybrid loss). */
 double rf_flow_loss_grad(rf_flow *f, rf_flow_ws *w, int n, const float *x, const int *labels,
                          float ce_weight);
-/* Draws n samples (labels may be NULL). */
+/* Draws n samples (labels may be NULL). The base draws come from rng in row order, so the samples
+ * do not depend on the workspace's batch size. */
 void rf_flow_sample(const rf_flow *f, rf_flow_ws *w, int n, const int *labels, rf_rng *rng,
                     float *x);
 /* For class-conditional flows: out[i*C + c] = log p(c | x_i) with uniform class prior

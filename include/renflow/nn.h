@@ -44,6 +44,10 @@ size_t rf_mlp_scratch_floats(const rf_mlp *m, int n);
 /* out (n x n_out). cache must hold rf_mlp_cache_floats(n); it is always required (inference too). */
 void rf_mlp_forward(const rf_mlp *m, const float *params, int n, const float *x, float *out,
                     float *cache);
+/* The same output when no backward follows (inference, inverses): skips what only the backward
+ * needs. cache is still required as working memory. */
+void rf_mlp_forward_infer(const rf_mlp *m, const float *params, int n, const float *x, float *out,
+                          float *cache);
 /* Given dout (n x n_out) and the cache of the forward on x: accumulates dparams (+=) and writes
  * dx (n x n_in) unless dx == NULL. */
 void rf_mlp_backward(const rf_mlp *m, const float *params, int n, const float *x,
@@ -75,6 +79,8 @@ size_t rf_made_cache_floats(const rf_made *m, int n);
 size_t rf_made_scratch_floats(const rf_made *m, int n);
 void rf_made_forward(const rf_made *m, const float *params, int n, const float *x, float *out,
                      float *cache);
+void rf_made_forward_infer(const rf_made *m, const float *params, int n, const float *x,
+                           float *out, float *cache);
 void rf_made_backward(const rf_made *m, const float *params, int n, const float *x,
                       const float *dout, float *dx, float *dparams, const float *cache,
                       float *scratch);

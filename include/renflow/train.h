@@ -17,8 +17,17 @@ int rf_adam_init(rf_adam *a, size_t n, rf_err *e);
 void rf_adam_free(rf_adam *a);
 /* One AdamW step: p -= lr * (mhat / (sqrt(vhat) + eps) + wd * p). */
 void rf_adam_step(rf_adam *a, float *params, const float *grads, float lr, float weight_decay);
+/* The same with the gradient multiplied by gscale (float product, as clipping in place would
+ * give), on the threads of workspace w (NULL: the calling thread). The result does not depend on
+ * the number of threads. */
+void rf_adam_step_scaled(rf_adam *a, float *params, const float *grads, float gscale, float lr,
+                         float weight_decay, rf_flow_ws *w);
 /* Scales grads so their global L2 norm is at most max_norm (if > 0); returns the norm before. */
 double rf_clip_grad_norm(float *grads, size_t n, double max_norm);
+/* Global L2 norm (summed in double over a fixed partition: independent of the thread count), on
+ * the threads of w (NULL: the calling thread); and the factor clipping to max_norm applies. */
+double rf_grad_norm(const float *grads, size_t n, rf_flow_ws *w);
+float rf_clip_scale(double norm, double max_norm);
 /* Learning rate at step t of total: linear warm-up over `warmup` steps, then cosine to
  * lr * min_ratio (cosine = 0: constant after warm-up). */
 double rf_lr_schedule(double lr, long t, long total, long warmup, int cosine, double min_ratio);
@@ -39,7 +48,7 @@ typedef struct rf_train_cfg {
     int init_batch;      /* rows used for the data-dependent (ActNorm) initialisation */
     long max_steps;      /* stop (with a checkpoint, as if interrupted) after this many steps; 0 = off */
     uint64_t seed;
-    int threads;
+    int threads;         /* OpenMP threads (shards of each batch); 0 = as set. BLAS runs single-threaded. */
     const char *out_path;        /* best model written here (atomically) */
     const char *checkpoint_path; /* training state for --resume; NULL = out_path + ".ckpt" */
     int resume;
@@ -56,8 +65,10 @@ typedef struct rf_train_result {
     double final_train_nll;
     long steps;
     long skipped_steps;   /* non-finite losses/gradients that never reached the model */
-    double seconds;
-    double samples_per_sec;
+    double seconds;         /* wall-clock time of the epoch loop (validation and saves included) */
+    double train_seconds;   /* time spent in training steps only (shuffle, batches, updates) */
+    double samples_per_sec; /* training examples per train_second (PyTorch bench convention) */
+    double samples_per_sec_wall; /* training examples per wall-clock second */
     int interrupted;
     int early_stopped;
     /* per-epoch curves (epochs_run values each, malloc'd) */

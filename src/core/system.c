@@ -34,10 +34,16 @@ long rf_peak_rss_kb(void) {
     return kb;
 }
 
+/* renflow parallelises over the rows of a batch itself (one shard of rows per OpenMP thread,
+ * src/flow/flow_ws.c), which at the sizes flows train at is much faster than threading every
+ * small GEMM. So OpenBLAS is set to one thread: each shard calls it single-threaded, and no
+ * OpenBLAS worker threads compete with the OpenMP threads for the cores (with OpenMP's default
+ * spin-waiting that competition cost up to 3x). Nested parallel regions stay inactive. */
 void rf_set_threads(int n) {
     if (n <= 0) return;
-    openblas_set_num_threads(n);
+    openblas_set_num_threads(1);
     omp_set_num_threads(n);
+    omp_set_max_active_levels(1);
 }
 
 int rf_get_threads(void) { return omp_get_max_threads(); }

@@ -1,6 +1,9 @@
 /* Masked autoregressive transform (MAF, Papamakarios et al. 2017; spline variant of Durkan
  * et al. 2019): y_i = T(x_i; theta_i(x_<i)) with theta from a MADE. The density direction is one
  * MADE pass; the inverse (sampling) needs D passes, one per coordinate. */
+/* No floating-point traps are used: lets GCC vectorise the exp/tanh loops of xform.h. */
+#pragma GCC optimize("no-trapping-math")
+
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,15 +22,27 @@ typedef struct {
 
 static const ar_impl *AI(const rf_layer *l) { return l->impl; }
 
-static size_t ar_cache(const rf_layer *l, int n) {
+/* Cache: theta (n x D*nt), the MADE's cache, then (spline) the transform's per-coordinate
+ * training cache (rf_xform_cache_floats). */
+static size_t ar_cache_base(const rf_layer *l, int n) {
     const ar_impl *a = AI(l);
     return (size_t)n * l->dim * a->nt + rf_made_cache_floats(a->made, n);
 }
 
+static size_t ar_cache(const rf_layer *l, int n) {
+    return ar_cache_base(l, n) + rf_xform_cache_floats(&AI(l)->xf, (size_t)n * l->dim);
+}
+
 static size_t ar_scratch(const rf_layer *l, int n) {
     const ar_impl *a = AI(l);
-    return ar_cache(l, n) + (size_t)n * l->dim * a->nt + (size_t)n * l->dim +
+    return ar_cache_base(l, n) + (size_t)n * l->dim * a->nt + (size_t)n * l->dim +
            rf_made_scratch_floats(a->made, n);
+}
+
+/* The vectorised affine blocks of xform.h, compiled for wider vectors too (RF_XFORM_CLONES). */
+RF_XFORM_CLONES static void ar_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x,
+                                          float *y, float *ld, int keep) {
+    rf_xform_affine_block(t, m, th, x, y, ld, keep);
 }
 
 static void ar_init(const rf_layer *l, float *p, rf_rng *rng) {
@@ -36,21 +51,27 @@ static void ar_init(const rf_layer *l, float *p, rf_rng *rng) {
 
 static void ar_project(const rf_layer *l, float *p) { rf_made_project(AI(l)->made, p); }
 
+/* With a cache (training), an affine layer keeps (tanh(raw / clamp), exp(s)) in place of theta
+ * for its backward (rf_xform_affine_forward_c). */
 static void ar_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
                        float *logdet, float *cache, float *scratch) {
     const ar_impl *a = AI(l);
     const int D = l->dim, nt = a->nt;
     float *th = cache ? cache : scratch, *mc = th + (size_t)n * D * nt;
-    rf_made_forward(a->made, p, n, x, th, mc);
-#pragma omp parallel for schedule(static)
+    if (cache) rf_made_forward(a->made, p, n, x, th, mc);
+    else rf_made_forward_infer(a->made, p, n, x, th, mc);
+    /* all coordinates at once: vectorised exp/tanh (affine), the softmax exps of many
+     * coordinates in one loop (spline); see xform.h */
+    float *ldv = cache ? scratch : scratch + ar_cache_base(l, n);
+    const size_t m = (size_t)n * D;
+    if (a->xf.kind == RF_XFORM_AFFINE)
+        ar_affine_fwd(&a->xf, m, th, x, y, ldv, cache != NULL);
+    else
+        rf_rqs_forward_rows(a->xf.bins, a->xf.bound, m, th, x, y, ldv,
+                            cache ? rf_xform_cache_at(cache + ar_cache_base(l, n)) : NULL);
     for (int i = 0; i < n; i++) {
         double ld = 0;
-        for (int j = 0; j < D; j++) {
-            const size_t k = (size_t)i * D + j;
-            float d;
-            rf_xform_forward(&a->xf, th + k * nt, x[k], &y[k], &d);
-            ld += d;
-        }
+        for (int j = 0; j < D; j++) ld += ldv[(size_t)i * D + j];
         logdet[i] += (float)ld;
     }
 }
@@ -61,10 +82,24 @@ static void ar_inverse(const rf_layer *l, const float *p, int n, const float *y,
     const ar_impl *a = AI(l);
     const int D = l->dim, nt = a->nt;
     float *th = scratch, *mc = th + (size_t)n * D * nt;
+    /* spline: coordinate j of every row goes through rf_rqs_inverse_rows from gathered copies */
+    float *tt = scratch + ar_cache_base(l, n), *yv = tt + (size_t)n * nt, *xv = yv + n, *lv = xv + n;
     memset(x, 0, sizeof(float) * (size_t)n * D);
     for (int j = 0; j < D; j++) {
-        rf_made_forward(a->made, p, n, x, th, mc);
-#pragma omp parallel for schedule(static)
+        rf_made_forward_infer(a->made, p, n, x, th, mc);
+        if (a->xf.kind == RF_XFORM_RQS) {
+            for (int i = 0; i < n; i++) {
+                const size_t k = (size_t)i * D + j;
+                memcpy(tt + (size_t)i * nt, th + k * nt, sizeof(float) * nt);
+                yv[i] = y[k];
+            }
+            rf_rqs_inverse_rows(a->xf.bins, a->xf.bound, (size_t)n, tt, yv, xv, lv);
+            for (int i = 0; i < n; i++) {
+                x[(size_t)i * D + j] = xv[i];
+                logdet[i] += lv[i];
+            }
+            continue;
+        }
         for (int i = 0; i < n; i++) {
             const size_t k = (size_t)i * D + j;
             float d;
@@ -81,11 +116,14 @@ static void ar_backward(const rf_layer *l, const float *p, int n, const float *x
     const int D = l->dim, nt = a->nt;
     const float *th = cache, *mc = th + (size_t)n * D * nt;
     float *dth = scratch, *dxm = dth + (size_t)n * D * nt, *ms = dxm + (size_t)n * D;
-#pragma omp parallel for schedule(static)
+    const int affine = a->xf.kind == RF_XFORM_AFFINE, cd = rf_xform_cache_doubles(&a->xf);
+    const double *sc = affine ? NULL : rf_xform_cache_at(cache + ar_cache_base(l, n));
     for (int i = 0; i < n; i++)
         for (int j = 0; j < D; j++) {
             const size_t k = (size_t)i * D + j;
-            dx[k] = rf_xform_backward(&a->xf, th + k * nt, x[k], dy[k], dlogdet[i], dth + k * nt);
+            dx[k] = affine ? rf_xform_affine_backward_c(&a->xf, th + k * nt, x[k], dy[k], dlogdet[i], dth + k * nt)
+                           : rf_rqs_backward_c(a->xf.bins, a->xf.bound, x[k], dy[k], dlogdet[i], dth + k * nt,
+                                               sc + k * cd);
         }
     rf_made_backward(a->made, p, n, x, dth, dxm, dp, mc, ms);
     for (size_t k = 0; k < (size_t)n * D; k++) dx[k] += dxm[k];

@@ -62,6 +62,10 @@ void rf_base_init_params(const rf_base *b, float *p, rf_rng *rng) {
 /* log N(z; mu, sigma) summed over dimensions; mu/ls may be NULL for the standard normal. */
 static double gauss_logp(int D, const float *z, const float *mu, const float *ls) {
     double t = 0;
+    if (!mu) { /* standard normal: no exp per element */
+        for (int j = 0; j < D; j++) t += -0.5 * ((double)z[j] * z[j]);
+        return t - 0.5 * D * LOG_2PI;
+    }
     for (int j = 0; j < D; j++) {
         double m = mu ? mu[j] : 0.0, l = ls ? ls[j] : 0.0;
         double u = (z[j] - m) * exp(-l);
@@ -73,6 +77,10 @@ static double gauss_logp(int D, const float *z, const float *mu, const float *ls
 /* dz += g * d/dz, dmu += g * d/dmu, dls += g * d/dls of gauss_logp (mu/ls NULL: dz only). */
 static void gauss_backward(int D, const float *z, const float *mu, const float *ls, double g,
                            float *dz, float *dmu, float *dls) {
+    if (!mu) { /* standard normal: d/dz = -z */
+        for (int j = 0; j < D; j++) dz[j] += (float)(-g * (double)z[j]);
+        return;
+    }
     for (int j = 0; j < D; j++) {
         double m = mu ? mu[j] : 0.0, l = ls ? ls[j] : 0.0;
         double is = exp(-l), u = (z[j] - m) * is;
@@ -95,8 +103,7 @@ static void class_params(const rf_base *b, const float *p, int c, const float **
 void rf_base_log_prob(const rf_base *b, const float *p, int n, const float *z, const int *labels,
                       float *logp) {
     const int D = b->D;
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
+    for (int i = 0; i < n; i++) { /* no OpenMP: the flow runs one shard of rows per thread */
         const float *mu, *ls;
         class_params(b, p, b->kind == RF_BASE_CLASS ? labels[i] : 0, &mu, &ls);
         logp[i] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls);
@@ -105,7 +112,6 @@ void rf_base_log_prob(const rf_base *b, const float *p, int n, const float *z, c
 
 void rf_base_log_prob_classes(const rf_base *b, const float *p, int n, const float *z, float *out) {
     const int D = b->D, C = b->n_classes;
-#pragma omp parallel for schedule(static)
     for (int i = 0; i < n; i++)
         for (int c = 0; c < C; c++) {
             const float *mu, *ls;

@@ -4,6 +4,11 @@
  *   y_a = x_a,   y_b = T(x_b; theta = MLP(x_a)),   log|det| = sum_b log T'(x_b).
  * The MLP's last layer is zero-initialised and theta = 0 is the identity, so a fresh layer is
  * exactly the identity map. */
+/* No floating-point traps are used anywhere; without the assumption that they might be, GCC
+ * vectorises the branch-free exp/tanh loops of xform.h (results are unchanged: IEEE arithmetic
+ * is the same, only if-conversion is allowed). */
+#pragma GCC optimize("no-trapping-math")
+
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,15 +28,36 @@ typedef struct {
 
 static const coupling_impl *CI(const rf_layer *l) { return l->impl; }
 
-static size_t cp_cache(const rf_layer *l, int n) {
+/* Cache: x_a (n x da), theta (n x db*nt), the conditioner's cache, then (spline) the
+ * transform's per-coordinate training cache (rf_xform_cache_floats). */
+static size_t cp_cache_base(const rf_layer *l, int n) {
     const coupling_impl *c = CI(l);
     return (size_t)n * c->da + (size_t)n * c->db * c->nt + rf_mlp_cache_floats(c->mlp, n);
 }
 
+static size_t cp_cache(const rf_layer *l, int n) {
+    const coupling_impl *c = CI(l);
+    return cp_cache_base(l, n) + rf_xform_cache_floats(&c->xf, (size_t)n * c->db);
+}
+
+/* Scratch: room for x_a, theta and the conditioner's cache (inference), then dtheta, dx_a and
+ * the conditioner's backward scratch. */
 static size_t cp_scratch(const rf_layer *l, int n) {
     const coupling_impl *c = CI(l);
-    return cp_cache(l, n) + (size_t)n * c->db * c->nt + (size_t)n * c->da +
-           rf_mlp_scratch_floats(c->mlp, n);
+    const size_t bwd = (size_t)n * c->db * c->nt + (size_t)n * c->da + rf_mlp_scratch_floats(c->mlp, n);
+    const size_t blk = 3 * (size_t)n * c->db; /* affine: x_b, y_b and log-det terms, gathered */
+    return cp_cache_base(l, n) + (bwd > blk ? bwd : blk);
+}
+
+/* The vectorised affine blocks of xform.h, compiled for wider vectors too (RF_XFORM_CLONES). */
+RF_XFORM_CLONES static void cp_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x,
+                                          float *y, float *ld, int keep) {
+    rf_xform_affine_block(t, m, th, x, y, ld, keep);
+}
+
+RF_XFORM_CLONES static void cp_affine_inv(const rf_xform *t, size_t m, const float *th,
+                                          const float *y, float *x, float *ld) {
+    rf_xform_affine_inv_block(t, m, th, y, x, ld);
 }
 
 static void cp_init(const rf_layer *l, float *p, rf_rng *rng) {
@@ -43,55 +69,66 @@ static void gather(int n, int D, const float *x, int k, const int *idx, float *o
         for (int j = 0; j < k; j++) out[(size_t)i * k + j] = x[(size_t)i * D + idx[j]];
 }
 
-/* Runs the conditioner on the pass-through part of `in`; returns theta (n x db*nt) in buf. */
+/* The transform of all rows at once, through gathered copies of the transformed coordinates
+ * (affine: vectorised exp/tanh; spline: the softmax exps of many coordinates in one loop, see
+ * xform.h); `inv` selects the inverse, sc (spline, training) receives the per-coordinate caches,
+ * keep (affine, training) replaces theta by what the backward needs. The ld terms are summed per
+ * row in coordinate order, as the element-wise path does. tmp: 3 n db floats. */
+static void cp_rows(const coupling_impl *c, int D, int n, float *th, const float *in, float *out,
+                    float *logdet, int keep, double *sc, int inv, float *tmp) {
+    const size_t m = (size_t)n * c->db;
+    float *a = tmp, *b = a + m, *ld = b + m;
+    gather(n, D, in, c->db, c->ib, a);
+    if (c->xf.kind == RF_XFORM_AFFINE) {
+        if (inv) cp_affine_inv(&c->xf, m, th, a, b, ld);
+        else cp_affine_fwd(&c->xf, m, th, a, b, ld, keep);
+    } else if (inv) {
+        rf_rqs_inverse_rows(c->xf.bins, c->xf.bound, m, th, a, b, ld);
+    } else {
+        rf_rqs_forward_rows(c->xf.bins, c->xf.bound, m, th, a, b, ld, sc);
+    }
+    for (int i = 0; i < n; i++) {
+        const float *xi = in + (size_t)i * D, *bi = b + (size_t)i * c->db, *li = ld + (size_t)i * c->db;
+        float *yi = out + (size_t)i * D;
+        for (int j = 0; j < c->da; j++) yi[c->ia[j]] = xi[c->ia[j]];
+        double s = 0;
+        for (int j = 0; j < c->db; j++) {
+            yi[c->ib[j]] = bi[j];
+            s += li[j];
+        }
+        logdet[i] += (float)s;
+    }
+}
+
+/* Runs the conditioner on the pass-through part of `in`; returns theta (n x db*nt) in buf.
+ * train: a backward may follow (the conditioner keeps its derivatives in its cache). */
 static float *cp_condition(const coupling_impl *c, const float *p, int n, int D, const float *in,
-                           float *buf) {
+                           float *buf, int train) {
     float *xa = buf, *th = xa + (size_t)n * c->da, *mc = th + (size_t)n * c->db * c->nt;
     gather(n, D, in, c->da, c->ia, xa);
-    rf_mlp_forward(c->mlp, p, n, xa, th, mc);
+    if (train) rf_mlp_forward(c->mlp, p, n, xa, th, mc);
+    else rf_mlp_forward_infer(c->mlp, p, n, xa, th, mc);
     return th;
 }
 
+/* With a cache (training), an affine layer replaces theta there by (tanh(raw / clamp), exp(s))
+ * per coordinate and a spline layer fills its per-coordinate caches: what the backward needs.
+ * No OpenMP here: the flow runs one shard of rows per thread. */
 static void cp_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
                        float *logdet, float *cache, float *scratch) {
     const coupling_impl *c = CI(l);
-    const int D = l->dim, nt = c->nt;
-    const float *th = cp_condition(c, p, n, D, x, cache ? cache : scratch);
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * D;
-        float *yi = y + (size_t)i * D;
-        for (int j = 0; j < c->da; j++) yi[c->ia[j]] = xi[c->ia[j]];
-        double ld = 0;
-        for (int j = 0; j < c->db; j++) {
-            float v, d;
-            rf_xform_forward(&c->xf, th + ((size_t)i * c->db + j) * nt, xi[c->ib[j]], &v, &d);
-            yi[c->ib[j]] = v;
-            ld += d;
-        }
-        logdet[i] += (float)ld;
-    }
+    const int D = l->dim;
+    float *th = cp_condition(c, p, n, D, x, cache ? cache : scratch, cache != NULL);
+    double *sc = cache && c->xf.kind == RF_XFORM_RQS ? rf_xform_cache_at(cache + cp_cache_base(l, n)) : NULL;
+    cp_rows(c, D, n, th, x, y, logdet, cache != NULL, sc, 0, scratch + cp_cache_base(l, n));
 }
 
 static void cp_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
                        float *logdet, float *scratch) {
     const coupling_impl *c = CI(l);
-    const int D = l->dim, nt = c->nt;
-    const float *th = cp_condition(c, p, n, D, y, scratch);
-#pragma omp parallel for schedule(static)
-    for (int i = 0; i < n; i++) {
-        const float *yi = y + (size_t)i * D;
-        float *xi = x + (size_t)i * D;
-        for (int j = 0; j < c->da; j++) xi[c->ia[j]] = yi[c->ia[j]];
-        double ld = 0;
-        for (int j = 0; j < c->db; j++) {
-            float v, d;
-            rf_xform_inverse(&c->xf, th + ((size_t)i * c->db + j) * nt, yi[c->ib[j]], &v, &d);
-            xi[c->ib[j]] = v;
-            ld += d;
-        }
-        logdet[i] += (float)ld;
-    }
+    const int D = l->dim;
+    float *th = cp_condition(c, p, n, D, y, scratch, 0);
+    cp_rows(c, D, n, th, y, x, logdet, 0, NULL, 1, scratch + cp_cache_base(l, n));
 }
 
 static void cp_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
@@ -102,14 +139,17 @@ static void cp_backward(const rf_layer *l, const float *p, int n, const float *x
     const float *xa = cache, *th = xa + (size_t)n * c->da;
     const float *mc = th + (size_t)n * c->db * nt;
     float *dth = scratch, *dxa = dth + (size_t)n * c->db * nt, *ms = dxa + (size_t)n * c->da;
-#pragma omp parallel for schedule(static)
+    const int affine = c->xf.kind == RF_XFORM_AFFINE, cd = rf_xform_cache_doubles(&c->xf);
+    const double *sc = affine ? NULL : rf_xform_cache_at(cache + cp_cache_base(l, n));
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * D, *dyi = dy + (size_t)i * D;
         float *dxi = dx + (size_t)i * D;
         for (int j = 0; j < c->db; j++) {
-            const size_t k = ((size_t)i * c->db + j) * nt;
-            dxi[c->ib[j]] = rf_xform_backward(&c->xf, th + k, xi[c->ib[j]], dyi[c->ib[j]],
-                                              dlogdet[i], dth + k);
+            const size_t e = (size_t)i * c->db + j, k = e * nt;
+            const int b = c->ib[j];
+            dxi[b] = affine ? rf_xform_affine_backward_c(&c->xf, th + k, xi[b], dyi[b], dlogdet[i], dth + k)
+                            : rf_rqs_backward_c(c->xf.bins, c->xf.bound, xi[b], dyi[b], dlogdet[i], dth + k,
+                                                sc + e * cd);
         }
     }
     rf_mlp_backward(c->mlp, p, n, xa, dth, dxa, dp, mc, ms);

@@ -10,7 +10,9 @@
 
 #define RF_NN_INTERNAL __attribute__((visibility("hidden")))
 
-/* Elementwise loops over at least this many floats run under OpenMP (static schedule). */
+/* Public elementwise entry points (rf_act_*) run under OpenMP from this many floats on. The dense
+ * network's own loops never open a parallel region: renflow parallelises over the rows of a batch
+ * one level up (one shard of rows per thread, see src/flow/flow_ws.c). */
 #define RF_NN_PAR_MIN 32768
 /* Upper bound on every width (n_in, n_out, hidden, D * P): keeps index arithmetic in range. */
 #define RF_NN_MAX_WIDTH (1 << 20)
@@ -43,8 +45,10 @@ RF_NN_INTERNAL size_t rf_dense_scratch_floats(const rf_mlp_cfg *c, int n);
  * NULL). Masked weights, all biases and the whole last layer are set to 0. */
 RF_NN_INTERNAL void rf_dense_init(const rf_mlp_cfg *c, float *params, rf_rng *rng,
                                   const uint8_t *mask);
+/* need_grad = 0: only the output is wanted (no backward follows), so the derivative half of the
+ * cache is not written. */
 RF_NN_INTERNAL void rf_dense_forward(const rf_mlp_cfg *c, const float *params, int n,
-                                     const float *x, float *out, float *cache);
+                                     const float *x, float *out, float *cache, int need_grad);
 RF_NN_INTERNAL void rf_dense_backward(const rf_mlp_cfg *c, const float *params, int n,
                                       const float *x, const float *dout, float *dx,
                                       float *dparams, const float *cache, float *scratch);

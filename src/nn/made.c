@@ -69,8 +69,9 @@ void rf_made_init_params(const rf_made *m, float *params, rf_rng *rng) {
 }
 
 void rf_made_project(const rf_made *m, float *params) {
-    for (size_t i = 0; i < m->n_params; i++)
-        if (!m->mask[i]) params[i] = 0.0f;
+    const uint8_t *mask = m->mask;
+#pragma omp simd
+    for (size_t i = 0; i < m->n_params; i++) params[i] = mask[i] ? params[i] : 0.0f;
 }
 
 size_t rf_made_cache_floats(const rf_made *m, int n) { return rf_dense_cache_floats(&m->net, n); }
@@ -80,7 +81,12 @@ size_t rf_made_scratch_floats(const rf_made *m, int n) {
 
 void rf_made_forward(const rf_made *m, const float *params, int n, const float *x, float *out,
                      float *cache) {
-    rf_dense_forward(&m->net, params, n, x, out, cache);
+    rf_dense_forward(&m->net, params, n, x, out, cache, 1);
+}
+
+void rf_made_forward_infer(const rf_made *m, const float *params, int n, const float *x,
+                           float *out, float *cache) {
+    rf_dense_forward(&m->net, params, n, x, out, cache, 0);
 }
 
 /* Free entries accumulate as in the dense network; masked entries are written as 0 (their

@@ -3,12 +3,26 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../core/json_util.h"
 
-static const char CK_MAGIC[8] = {'R', 'F', 'C', 'K', 'P', 'T', '0', '1'};
+static const char CK_MAGIC[8] = {'R', 'F', 'C', 'K', 'P', 'T', '0', '2'};
+static const char CK_MAGIC_V1[8] = {'R', 'F', 'C', 'K', 'P', 'T', '0', '1'};
+
+/* The architecture, as the model file describes it (spec, every layer with its fixed structure,
+ * sizes): a checkpoint only resumes into the same architecture. */
+static cJSON *arch_json(const rf_flow *f) {
+    cJSON *j = cJSON_CreateObject();
+    cJSON_AddItemToObject(j, "spec", rf_flow_spec_to_json(&f->spec));
+    cJSON *layers = cJSON_AddArrayToObject(j, "layers");
+    for (int k = 0; k < f->n_layers; k++) cJSON_AddItemToArray(layers, f->layers[k]->ops->to_json(f->layers[k]));
+    cJSON_AddNumberToObject(j, "n_params", (double)f->n_params);
+    cJSON_AddNumberToObject(j, "dim", f->D);
+    return j;
+}
 
 static cJSON *state_json(const rf_adam *a, const rf_train_state *s) {
     cJSON *j = cJSON_CreateObject();
@@ -35,40 +49,68 @@ static cJSON *state_json(const rf_adam *a, const rf_train_state *s) {
     return j;
 }
 
+/* Streams the checkpoint into the atomic file: every parameter-sized section is written from
+ * where it lives, with the SHA-256 computed on the way, so writing one needs no memory beyond a
+ * few kilobytes of JSON (it used to assemble the whole file, about six copies of the parameters). */
+typedef struct ck_out {
+    rf_afile *f;
+    EVP_MD_CTX *md;
+    rf_err *e;
+    int rc;
+} ck_out;
+
+static void ck_put(ck_out *o, const void *p, size_t n) {
+    if (o->rc) return;
+    if (EVP_DigestUpdate(o->md, p, n) != 1) {
+        o->rc = rf_err_set(o->e, RF_ENOMEM, "checkpoint: SHA-256 update failed");
+        return;
+    }
+    o->rc = rf_afile_write(o->f, p, n, o->e);
+}
+
 int rf_checkpoint_save(const char *path, const rf_flow *f, const rf_adam *a,
                        const rf_train_state *s, rf_err *e) {
-    unsigned char *model;
-    size_t mlen;
-    int rc = rf_flow_to_bytes(f, &model, &mlen, e);
-    if (rc) return rc;
-    cJSON *j = state_json(a, s);
-    char *js = cJSON_PrintUnformatted(j);
-    cJSON_Delete(j);
-    const size_t jl = strlen(js), n = f->n_params;
-    const size_t body = 8 + 8 + mlen + 4 + jl + 3 * 4 * n;
-    unsigned char *buf = malloc(body + 32);
-    if (!buf) {
-        free(model);
-        free(js);
-        return rf_err_set(e, RF_ENOMEM, "%s: out of memory", path);
+    int rc = RF_OK;
+    cJSON *j = cJSON_CreateObject();
+    if (j) {
+        cJSON_AddItemToObject(j, "arch", arch_json(f));
+        cJSON_AddItemToObject(j, "state", state_json(a, s));
     }
-    unsigned char *p = buf;
-    memcpy(p, CK_MAGIC, 8);
-    uint64_t ml = mlen;
-    uint32_t jl32 = (uint32_t)jl;
-    memcpy(p + 8, &ml, 8);
-    memcpy(p + 16, model, mlen);
-    p += 16 + mlen;
-    memcpy(p, &jl32, 4);
-    memcpy(p + 4, js, jl);
-    p += 4 + jl;
-    memcpy(p, a->m, 4 * n);
-    memcpy(p + 4 * n, a->v, 4 * n);
-    memcpy(p + 8 * n, s->best_params, 4 * n);
-    rf_sha256(buf, body, buf + body);
-    rc = rf_write_file_atomic(path, buf, body + 32, e);
-    free(buf);
-    free(model);
+    char *js = j ? cJSON_PrintUnformatted(j) : NULL;
+    cJSON_Delete(j);
+    ck_out o = {NULL, EVP_MD_CTX_new(), e, RF_OK};
+    if (!js || !o.md || EVP_DigestInit_ex(o.md, EVP_sha256(), NULL) != 1) {
+        rc = rf_err_set(e, RF_ENOMEM, "%s: out of memory", path);
+        goto out;
+    }
+    if (!(o.f = rf_afile_open(path, e))) {
+        rc = e ? e->code : RF_EIO;
+        goto out;
+    }
+    const size_t n = f->n_params, D = (size_t)f->D;
+    const uint32_t jl32 = (uint32_t)strlen(js);
+    ck_put(&o, CK_MAGIC, 8);
+    ck_put(&o, &jl32, 4);
+    ck_put(&o, js, jl32);
+    ck_put(&o, f->params, 4 * n);
+    ck_put(&o, f->shift, 4 * D);
+    ck_put(&o, f->scale, 4 * D);
+    ck_put(&o, a->m, 4 * n);
+    ck_put(&o, a->v, 4 * n);
+    ck_put(&o, s->best_params, 4 * n);
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdl = 0;
+    if (!o.rc && (EVP_DigestFinal_ex(o.md, md, &mdl) != 1 || mdl != 32))
+        o.rc = rf_err_set(e, RF_ENOMEM, "%s: SHA-256 failed", path);
+    if (!o.rc) o.rc = rf_afile_write(o.f, md, 32, e);
+    if (o.rc) {
+        rf_afile_abort(o.f);
+        rc = rf_err_prefix(e, o.rc, "checkpoint");
+    } else {
+        rc = rf_afile_commit(o.f, e);
+    }
+out:
+    EVP_MD_CTX_free(o.md);
     free(js);
     return rc;
 }
@@ -125,10 +167,14 @@ int rf_checkpoint_load(const char *path, rf_flow *f, rf_adam *a, rf_train_state 
     int rc = rf_read_file(path, &buf, &len, e);
     if (rc) return rc;
     rc = RF_EFORMAT;
-    uint64_t ml = 0;
-    uint32_t jl = 0;
-    const size_t n = f->n_params;
-    if (len < 16 + 32 || memcmp(buf, CK_MAGIC, 8) != 0) {
+    cJSON *j = NULL, *mine = NULL;
+    const size_t n = f->n_params, D = (size_t)f->D;
+    if (len >= 8 && memcmp(buf, CK_MAGIC_V1, 8) == 0) {
+        rf_err_set(e, rc, "%s: checkpoint written by an older renflow (format 01); it cannot be resumed, "
+                   "start the training again", path);
+        goto out;
+    }
+    if (len < 8 + 4 + 32 || memcmp(buf, CK_MAGIC, 8) != 0) {
         rf_err_set(e, rc, "%s: not a renflow checkpoint", path);
         goto out;
     }
@@ -138,54 +184,46 @@ int rf_checkpoint_load(const char *path, rf_flow *f, rf_adam *a, rf_train_state 
         rf_err_set(e, rc, "%s: checkpoint checksum mismatch (corrupted or truncated)", path);
         goto out;
     }
-    memcpy(&ml, buf + 8, 8);
-    if (ml > len - 16 - 32 - 4) {
-        rf_err_set(e, rc, "%s: embedded model length %llu exceeds the file", path, (unsigned long long)ml);
+    uint32_t jl = 0;
+    memcpy(&jl, buf + 8, 4);
+    if ((size_t)jl > len - 8 - 4 - 32 || (size_t)jl + (4 * n + 2 * D) * 4 != len - 8 - 4 - 32) {
+        rf_err_set(e, rc, "%s: checkpoint sections do not add up to the file size (a different model?)", path);
         goto out;
     }
-    rf_flow *saved = rf_flow_load_mem(buf + 16, (size_t)ml, path, e);
-    if (!saved) goto out;
-    int same = saved->n_params == n && saved->n_layers == f->n_layers;
-    for (int k = 0; same && k < f->n_layers; k++) {
-        /* fixed structure (permutations, LU pivots and signs) must match, not just the sizes */
-        cJSON *a1 = saved->layers[k]->ops->to_json(saved->layers[k]), *a2 = f->layers[k]->ops->to_json(f->layers[k]);
-        same = cJSON_Compare(a1, a2, 1);
-        cJSON_Delete(a1);
-        cJSON_Delete(a2);
+    j = cJSON_ParseWithLength((const char *)buf + 12, jl);
+    if (!j) {
+        rf_err_set(e, rc, "%s: checkpoint header is not valid JSON", path);
+        goto out;
     }
-    if (!same) {
+    /* fixed structure (permutations, LU pivots and signs) must match, not just the sizes */
+    mine = arch_json(f);
+    if (!cJSON_Compare(cJSON_GetObjectItemCaseSensitive(j, "arch"), mine, 1)) {
         rf_err_set(e, rc, "%s: the checkpoint was written for a different architecture or seed than this run "
                    "(resume with the same options and --seed)", path);
-        rf_flow_free(saved);
         goto out;
     }
-    memcpy(f->params, saved->params, 4 * n);
-    memcpy(f->shift, saved->shift, 4 * (size_t)f->D);
-    memcpy(f->scale, saved->scale, 4 * (size_t)f->D);
-    rf_flow_free(saved);
-    const unsigned char *p = buf + 16 + ml;
-    memcpy(&jl, p, 4);
-    if ((size_t)jl + 3 * 4 * n != len - 32 - 16 - ml - 4) {
-        rf_err_set(e, rc, "%s: checkpoint sections do not add up to the file size", path);
+    const cJSON *state = cJSON_GetObjectItemCaseSensitive(j, "state");
+    if (!cJSON_IsObject(state)) {
+        rf_err_set(e, rc, "%s: checkpoint field \"state\" missing", path);
         goto out;
     }
-    cJSON *j = cJSON_ParseWithLength((const char *)p + 4, jl);
-    if (!j) {
-        rf_err_set(e, rc, "%s: checkpoint state is not valid JSON", path);
-        goto out;
-    }
-    rc = parse_state(j, a, s, max_epochs, e);
-    cJSON_Delete(j);
+    rc = parse_state(state, a, s, max_epochs, e);
     if (rc) {
         rf_err_prefix(e, rc, "%s", path);
         goto out;
     }
-    p += 4 + jl;
+    const unsigned char *p = buf + 12 + jl;
+    memcpy(f->params, p, 4 * n);
+    memcpy(f->shift, p + 4 * n, 4 * D);
+    memcpy(f->scale, p + 4 * n + 4 * D, 4 * D);
+    p += 4 * (n + 2 * D);
     memcpy(a->m, p, 4 * n);
     memcpy(a->v, p + 4 * n, 4 * n);
     memcpy(s->best_params, p + 8 * n, 4 * n);
     rc = RF_OK;
 out:
+    cJSON_Delete(j);
+    cJSON_Delete(mine);
     free(buf);
     return rc;
 }

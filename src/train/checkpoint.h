@@ -1,6 +1,10 @@
-/* Private: the training state saved for --resume. One file, written atomically:
- *   "RFCKPT01" | u64 model_len | model file bytes | u32 json_len | state JSON
- *   | float32 adam_m[n] | float32 adam_v[n] | float32 best_params[n] | SHA-256 of all before. */
+/* Private: the training state saved for --resume. One file, written atomically and streamed
+ * (no copy of the parameters is assembled in memory):
+ *   "RFCKPT02" | u32 json_len | JSON {"arch": spec, layers (with their fixed permutations, LU
+ *   pivots and signs), n_params, dim; "state": epoch, batch, step, RNG, best, curves}
+ *   | float32 params[n] | float32 shift[D] | float32 scale[D] | float32 adam_m[n]
+ *   | float32 adam_v[n] | float32 best_params[n] | SHA-256 of all before.
+ * Format 01 (which embedded a whole model file) is recognised and refused with a message. */
 #ifndef RF_TRAIN_CHECKPOINT_H
 #define RF_TRAIN_CHECKPOINT_H
 

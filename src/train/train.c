@@ -92,7 +92,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     if (!(cfg->lr > 0) || !isfinite(cfg->lr)) return rf_err_set(e, RF_EARG, "learning rate must be > 0, got %g", (double)cfg->lr);
     if (f->base.kind == RF_BASE_CLASS && !train_labels)
         return rf_err_set(e, RF_EARG, "a class-conditional model needs training labels");
-    rf_set_threads(cfg->threads);
+    rf_set_threads(cfg->threads > 0 ? cfg->threads : rf_get_threads());
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s", cfg->checkpoint_path ? cfg->checkpoint_path : "");
     if (!cfg->checkpoint_path && cfg->out_path) snprintf(ckpt, sizeof ckpt, "%s.ckpt", cfg->out_path);
@@ -104,6 +104,8 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     rf_adam adam = {0};
     rf_train_state st = {0};
     rf_flow_ws *w = NULL, *we = NULL;
+    double t0 = 0, t_train = 0, t_ep = 0;
+    long samples = 0;
     int *idx = malloc(sizeof(int) * train->n), *yb = malloc(sizeof(int) * B);
     float *xb = rf_floats((size_t)B * D, e);
     st.train_curve = calloc((size_t)cfg->epochs, sizeof(double));
@@ -115,7 +117,8 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     }
     if ((rc = rf_adam_init(&adam, f->n_params, e))) goto out;
     w = rf_flow_ws_create(f, B, cfg->memory_saving, e);
-    we = rf_flow_ws_create(f, 1024, 1, e);
+    const rf_flow_ws_opts eo = {.max_batch = 1024, .memory_saving = 1, .inference = 1};
+    we = rf_flow_ws_create_opts(f, &eo, e);
     if (!w || !we) {
         rc = e ? e->code : RF_ENOMEM;
         goto out;
@@ -133,15 +136,20 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         st.epoch_rng = rng;
         memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
     }
-    const double t0 = rf_now();
-    long samples = 0, bad_run = 0;
+    /* samples/s counts training steps only (as bench/torch_flows.py does): the clock runs from
+     * each epoch's shuffle to its last step and stops for validation, saving and checkpoints */
+    t0 = rf_now();
+    long bad_run = 0;
     for (; st.epoch < cfg->epochs; st.epoch++) {
+        t_ep = rf_now();
         rng = st.epoch_rng;
         for (int i = 0; i < train->n; i++) idx[i] = i;
         rf_rng_shuffle(&rng, idx, train->n);
         for (long b = st.batch_pos; b < per_epoch; b++) {
             if ((cfg->stop_flag && *cfg->stop_flag) || (cfg->max_steps > 0 && st.step >= cfg->max_steps)) {
                 st.batch_pos = b;
+                t_train += rf_now() - t_ep;
+                t_ep = 0;
                 res->interrupted = 1;
                 rc = rf_checkpoint_save(ckpt, f, &adam, &st, e);
                 if (cfg->progress && !rc) fprintf(stderr, "stopped: checkpoint written to %s (resume with --resume)\n", ckpt);
@@ -155,13 +163,15 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
             }
             memset(f->grads, 0, sizeof(float) * f->n_params);
             const double loss = rf_flow_loss_grad(f, w, n, xb, train_labels ? yb : NULL, cfg->ce_weight);
-            const double gnorm = rf_clip_grad_norm(f->grads, f->n_params, cfg->clip);
+            const double gnorm = rf_grad_norm(f->grads, f->n_params, w);
             if (!isfinite(loss) || !isfinite(gnorm)) {
                 st.skipped++;
                 if (cfg->progress)
                     fprintf(stderr, "warning: step %ld skipped: non-finite %s (%g); the model was not updated\n", st.step,
                             isfinite(loss) ? "gradient" : "loss", isfinite(loss) ? gnorm : loss);
                 if (++bad_run >= cfg->max_bad_steps) {
+                    t_train += rf_now() - t_ep;
+                    t_ep = 0;
                     rc = rf_err_set(e, RF_ENONFINITE,
                                     "training diverged: %ld consecutive non-finite steps at epoch %d (try a lower --lr "
                                     "or --clip); the best model so far is in %s",
@@ -173,12 +183,16 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
             }
             bad_run = 0;
             const double lr = rf_lr_schedule(cfg->lr, st.step, total, warmup, cfg->cosine, 0.01);
-            rf_adam_step(&adam, f->params, f->grads, (float)lr, cfg->weight_decay);
+            /* clipping is applied inside the update (same float products as scaling in place) */
+            rf_adam_step_scaled(&adam, f->params, f->grads, rf_clip_scale(gnorm, cfg->clip), (float)lr,
+                                cfg->weight_decay, w);
             st.step++;
             samples += n;
             st.epoch_loss_sum += loss * n;
             st.epoch_loss_n += n;
         }
+        t_train += rf_now() - t_ep;
+        t_ep = 0;
         st.batch_pos = 0;
         const double tr = st.epoch_loss_n ? st.epoch_loss_sum / st.epoch_loss_n : NAN;
         const double vl = val ? rf_eval_nll(f, we, val, val_labels, NULL) : tr;
@@ -196,7 +210,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         } else {
             st.bad_epochs++;
         }
-        const double el = rf_now() - t0, rate = el > 0 ? samples / el : 0;
+        const double rate = t_train > 0 ? samples / t_train : 0;
         if (cfg->progress) {
             char eta[32];
             const long left = total - st.step;
@@ -217,12 +231,16 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
             if ((rc = rf_checkpoint_save(ckpt, f, &adam, &next, e))) goto out;
         }
     }
-    res->seconds = rf_now() - t0;
-    res->samples_per_sec = res->seconds > 0 ? samples / res->seconds : 0;
     if (st.best_epoch >= 0) memcpy(f->params, st.best_params, sizeof(float) * f->n_params);
     else if (cfg->out_path && (rc = rf_flow_save(f, cfg->out_path, e))) goto out;
     if (ckpt[0]) remove(ckpt);
 out:
+    if (t0 > 0) {
+        res->seconds = rf_now() - t0;
+        res->train_seconds = t_train;
+        res->samples_per_sec = t_train > 0 ? samples / t_train : 0;
+        res->samples_per_sec_wall = res->seconds > 0 ? samples / res->seconds : 0;
+    }
     res->epochs_run = st.n_curve;
     res->best_epoch = st.best_epoch + 1;
     res->best_val_nll = st.best_val;
