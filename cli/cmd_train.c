@@ -239,7 +239,7 @@ static int take_rows(const rf_matrix *all, const int *y, const unsigned char *ke
 static int load_data(const train_args *a, train_data *d, rf_err *e) {
     memset(d, 0, sizeof *d);
     rf_dataset ds = {0};
-    int ny = 0, rc;
+    int rc;
     if ((rc = rf_dataset_read(a->data, a->labels, a->subjects, &ds, e))) return rc;
     if (!strcmp(a->task, "classify") && !ds.labels) {
         rc = rf_err_set(e, RF_EARG, "--task classify: %s has no labels (give --labels, or a prepared directory with labels.npy)", a->data);
@@ -273,7 +273,6 @@ static int load_data(const train_args *a, train_data *d, rf_err *e) {
             dv.labels = NULL;
         }
         rf_dataset_free(&dv);
-        (void)ny;
         goto done;
     }
     /* Hold out 10 % for validation: whole subjects when subject ids are known, else rows. */

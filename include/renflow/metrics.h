@@ -28,6 +28,9 @@ void rf_class_metrics_free(rf_class_metrics *m);
  * per_class {recall, precision, f1}; class_names may be NULL. */
 struct cJSON *rf_class_metrics_to_json(const rf_class_metrics *m, const char *const *class_names);
 
+/* pred[i] = argmax_c (s[i*C + c] + add[c]) (add may be NULL); NaN scores never win. */
+void rf_argmax_rows(const float *s, const float *add, int n, int C, int *pred);
+
 /* Predicts argmax_c p(c | x) for every row with a class-conditional flow; log_prior (C values)
  * may be NULL (uniform). post (n x C, may be NULL) receives log p(c | x). */
 int rf_flow_predict(const rf_flow *f, const rf_matrix *x, const float *log_prior, int *pred,

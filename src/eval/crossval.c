@@ -42,27 +42,11 @@ static int class_scores(const rf_flow *model, const rf_disc *dm, const rf_matrix
     return rc;
 }
 
-static void argmax_rows(const float *s, const float *add, int n, int C, int *pred) {
-    for (int i = 0; i < n; i++) {
-        const float *r = s + (size_t)i * C;
-        int b = 0;
-        float bv = r[0] + (add ? add[0] : 0);
-        for (int c = 1; c < C; c++) {
-            const float v = r[c] + (add ? add[c] : 0);
-            if (v > bv) {
-                bv = v;
-                b = c;
-            }
-        }
-        pred[i] = b;
-    }
-}
-
 /* HMM decision on one data set: pred from smoothed posteriors. */
 static int hmm_predict(const rf_hmm *h, const float *scores, const int *rec, int n, double w, float *post,
                        int *pred, rf_err *e) {
     int rc = rf_hmm_posterior(h, scores, rec, n, w, post, e);
-    if (!rc) argmax_rows(post, NULL, n, h->C, pred);
+    if (!rc) rf_argmax_rows(post, NULL, n, h->C, pred);
     return rc;
 }
 
@@ -196,7 +180,7 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         }
         if ((rc = hmm_predict(&hmm, ts, test.recordings, test.x.n, out->hmm_weight, post, pred, e))) goto done;
     } else {
-        argmax_rows(ts, (dm || cfg->use_train_prior) ? log_prior : NULL, test.x.n, C, pred);
+        rf_argmax_rows(ts, (dm || cfg->use_train_prior) ? log_prior : NULL, test.x.n, C, pred);
     }
     if ((rc = rf_class_metrics_compute(test.labels, pred, test.x.n, C, &out->metrics, e))) goto done;
     out->n_train = tr.x.n;

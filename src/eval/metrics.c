@@ -100,6 +100,22 @@ cJSON *rf_class_metrics_to_json(const rf_class_metrics *m, const char *const *na
     return j;
 }
 
+void rf_argmax_rows(const float *s, const float *add, int n, int C, int *pred) {
+    for (int i = 0; i < n; i++) {
+        const float *r = s + (size_t)i * C;
+        int best = 0;
+        float bv = r[0] + (add ? add[0] : 0);
+        for (int c = 1; c < C; c++) {
+            const float v = r[c] + (add ? add[c] : 0);
+            if (v > bv || (isnan(bv) && !isnan(v))) {
+                bv = v;
+                best = c;
+            }
+        }
+        pred[i] = best;
+    }
+}
+
 int rf_flow_predict(const rf_flow *f, const rf_matrix *x, const float *log_prior, int *pred,
                     float *post, rf_err *e) {
     if (f->base.kind != RF_BASE_CLASS)
@@ -117,13 +133,7 @@ int rf_flow_predict(const rf_flow *f, const rf_matrix *x, const float *log_prior
     for (int i0 = 0; i0 < x->n; i0 += B) {
         const int nb = x->n - i0 < B ? x->n - i0 : B;
         rf_flow_class_log_posterior(f, w, nb, x->x + (size_t)i0 * x->d, log_prior, buf);
-        for (int i = 0; i < nb; i++) {
-            const float *r = buf + (size_t)i * C;
-            int best = 0;
-            for (int c = 1; c < C; c++)
-                if (r[c] > r[best] || (isnan(r[best]) && !isnan(r[c]))) best = c;
-            pred[i0 + i] = best;
-        }
+        rf_argmax_rows(buf, NULL, nb, C, pred + i0);
         if (post) memcpy(post + (size_t)i0 * C, buf, sizeof(float) * (size_t)nb * C);
     }
     rf_flow_ws_free(w);

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "renflow/metrics.h"
 #include "renflow/nn.h"
 #include "renflow/ref.h"
 #include "renflow/train.h"
@@ -171,16 +172,12 @@ rf_disc *rf_disc_train(const rf_matrix *x, const int *y, int C, const rf_matrix 
             load_rows(m, x, idx, i0, nb);
             forward(m, nb);
             /* dlogits = w_y (softmax - onehot) / nb */
+            softmax_ce(m->logits, nb, C, NULL, NULL);
             for (int i = 0; i < nb; i++) {
-                float *r = m->logits + (size_t)i * C;
-                float mx = r[0];
-                for (int c = 1; c < C; c++) mx = r[c] > mx ? r[c] : mx;
-                double s = 0;
-                for (int c = 0; c < C; c++) s += exp((double)r[c] - mx);
                 const int yi = y[idx[i0 + i]];
                 const float wi = w[yi] / nb;
                 for (int c = 0; c < C; c++)
-                    m->dlogits[(size_t)i * C + c] = wi * (float)(exp((double)r[c] - mx) / s - (c == yi));
+                    m->dlogits[(size_t)i * C + c] = wi * (m->logits[(size_t)i * C + c] - (float)(c == yi));
             }
             memset(m->grads, 0, sizeof(float) * m->n_params);
             if (m->mlp) {
@@ -228,13 +225,7 @@ int rf_disc_predict(const rf_disc *mc, const rf_matrix *x, int *pred, float *pro
         load_rows(m, x, NULL, i0, nb);
         forward(m, nb);
         softmax_ce(m->logits, nb, m->C, NULL, NULL);
-        for (int i = 0; i < nb; i++) {
-            const float *r = m->logits + (size_t)i * m->C;
-            int b = 0;
-            for (int c = 1; c < m->C; c++)
-                if (r[c] > r[b]) b = c;
-            pred[i0 + i] = b;
-        }
+        rf_argmax_rows(m->logits, NULL, nb, m->C, pred + i0);
         if (proba) memcpy(proba + (size_t)i0 * m->C, m->logits, sizeof(float) * (size_t)nb * m->C);
     }
     return RF_OK;
