@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "renflow/tsflow.h"
 
@@ -368,7 +369,7 @@ static void test_ts_coupling(void **s) {
 /* ------------------------------------------------------------------ whole flows */
 
 static rf_flow *make_ts_h(int C, int T, int S, int blocks, int hidden, int spline, rf_base_kind base,
-                          int ncls, float perturb, uint64_t seed) {
+                          int ncls, float perturb, uint64_t seed, int tie) {
     rf_flow_spec s;
     rf_err e;
     if (rf_tsflow_spec_default(&s, C, T, &e)) fail_msg("spec: %s", e.msg);
@@ -384,6 +385,7 @@ static rf_flow *make_ts_h(int C, int T, int S, int blocks, int hidden, int splin
     s.bound = 3.0f;
     s.base = base;
     s.n_classes = ncls;
+    s.class_tie = tie;
     rf_rng r;
     rf_rng_seed(&r, seed);
     rf_flow *f = rf_flow_create(&s, &r, &e);
@@ -398,7 +400,7 @@ static rf_flow *make_ts_h(int C, int T, int S, int blocks, int hidden, int splin
 
 static rf_flow *make_ts(int C, int T, int S, int blocks, int spline, rf_base_kind base, int ncls,
                         float perturb, uint64_t seed) {
-    return make_ts_h(C, T, S, blocks, 8, spline, base, ncls, perturb, seed);
+    return make_ts_h(C, T, S, blocks, 8, spline, base, ncls, perturb, seed, 0);
 }
 
 static void test_tsflow_structure(void **s) {
@@ -637,11 +639,11 @@ static double loss_eval(rf_flow *f, rf_flow_ws *w, int n, const float *x, const 
 static void test_tsflow_gradients(void **s) {
     (void)s;
     const int C = 2, T = 8, D = C * T, n = 10;
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 4; v++) { /* affine, spline, class base, class base tied over time */
         const int spline = v == 1;
-        const rf_base_kind base = v == 2 ? RF_BASE_CLASS : RF_BASE_NORMAL;
-        const float ce = v == 2 ? 0.5f : 0.0f;
-        rf_flow *f = make_ts_h(C, T, 2, 1, 4, spline, base, v == 2 ? 3 : 0, spline ? 0.05f : 0.15f, 30 + v);
+        const rf_base_kind base = v >= 2 ? RF_BASE_CLASS : RF_BASE_NORMAL;
+        const float ce = v >= 2 ? 0.5f : 0.0f;
+        rf_flow *f = make_ts_h(C, T, 2, 1, 4, spline, base, v >= 2 ? 3 : 0, spline ? 0.05f : 0.15f, 30 + v, v == 3);
         rf_flow_ws *w = rf_flow_ws_create(f, n, 0, NULL), *wm = rf_flow_ws_create(f, n, 1, NULL);
         float x[10 * 16];
         int y[10];
@@ -692,6 +694,83 @@ static void test_tsflow_gradients(void **s) {
         rf_flow_ws_free(wm);
         rf_flow_free(f);
     }
+}
+
+/* A class base tied over time: one mean and scale per latent channel of each scale (groups
+ * counted by hand), the same log p as an untied base holding the expanded values, sampling from
+ * the tied moments, and a model file that keeps the tie. */
+static void test_tied_class_base(void **s) {
+    (void)s;
+    const int C = 2, T = 8, D = C * T, n = 6, K = 3;
+    rf_flow *ft = make_ts_h(C, T, 2, 1, 4, 0, RF_BASE_CLASS, K, 0.1f, 77, 1);
+    rf_flow *fu = make_ts_h(C, T, 2, 1, 4, 0, RF_BASE_CLASS, K, 0.1f, 77, 0);
+    /* scale 0 factors out 2 channels of T/2 = 4 samples (z[8..16)); the last scale keeps
+     * 4 channels of T/4 = 2 samples (z[0..8)): 6 groups */
+    assert_int_equal(ft->base.n_groups, 6);
+    assert_int_equal(ft->base.n_params, 2 * 6 * K);
+    assert_int_equal(fu->base.n_params, 2 * D * K);
+    const int want[16] = {0, 0, 1, 1, 2, 2, 3, 3, 4, 4, 4, 4, 5, 5, 5, 5};
+    assert_memory_equal(ft->base.group, want, sizeof want);
+    /* same layers, untied base = expanded tied moments */
+    memcpy(fu->params, ft->params, sizeof(float) * ft->base.offset);
+    memcpy(fu->shift, ft->shift, sizeof(float) * D);
+    memcpy(fu->scale, ft->scale, sizeof(float) * D);
+    for (int c = 0; c < K; c++)
+        rf_base_class_moments(&ft->base, ft->params + ft->base.offset, c, fu->params + fu->base.offset + (size_t)c * D,
+                              fu->params + fu->base.offset + (size_t)(K + c) * D);
+    float x[6 * 16], lt[6], lu[6], pt[6 * 3], pu[6 * 3];
+    int y[6];
+    randn(x, (size_t)n * D, 1.0f, 5);
+    for (int i = 0; i < n; i++) y[i] = i % K;
+    rf_flow_ws *wt = rf_flow_ws_create(ft, n, 0, NULL), *wu = rf_flow_ws_create(fu, n, 0, NULL);
+    rf_flow_log_prob(ft, wt, n, x, y, lt);
+    rf_flow_log_prob(fu, wu, n, x, y, lu);
+    rf_flow_class_log_posterior(ft, wt, n, x, NULL, pt);
+    rf_flow_class_log_posterior(fu, wu, n, x, NULL, pu);
+    for (int i = 0; i < n; i++) assert_true(fabsf(lt[i] - lu[i]) < 1e-4f * (1 + fabsf(lu[i])));
+    for (int i = 0; i < n * K; i++) assert_true(fabsf(pt[i] - pu[i]) < 1e-4f);
+    /* samples of class 1 in latent space: per group, the spread follows that group's scale */
+    rf_rng r;
+    rf_rng_seed(&r, 3);
+    const int m = 4000;
+    float *z = rf_floats((size_t)m * D, NULL);
+    int *lab = malloc(sizeof(int) * m);
+    for (int i = 0; i < m; i++) lab[i] = 1;
+    rf_base_sample(&ft->base, ft->params + ft->base.offset, m, lab, &r, z);
+    float mu[16], ls[16];
+    rf_base_class_moments(&ft->base, ft->params + ft->base.offset, 1, mu, ls);
+    for (int j = 0; j < D; j++) {
+        double s1 = 0, s2 = 0;
+        for (int i = 0; i < m; i++) {
+            s1 += z[(size_t)i * D + j];
+            s2 += (double)z[(size_t)i * D + j] * z[(size_t)i * D + j];
+        }
+        const double mean = s1 / m, sd = sqrt(s2 / m - mean * mean);
+        assert_true(fabs(mean - mu[j]) < 0.1 * exp(ls[j]));
+        assert_true(fabs(sd / exp(ls[j]) - 1) < 0.08);
+    }
+    /* the model file keeps the tie */
+    char path[512];
+    rf_test_tmp(path, sizeof path, "tied.rf");
+    rf_err e = {0};
+    assert_int_equal(rf_flow_save(ft, path, &e), RF_OK);
+    rf_flow *g = rf_flow_load(path, &e);
+    assert_non_null(g);
+    assert_int_equal(g->spec.class_tie, 1);
+    assert_int_equal(g->base.n_groups, 6);
+    rf_flow_ws *wg = rf_flow_ws_create(g, n, 0, NULL);
+    float lg[6];
+    rf_flow_log_prob(g, wg, n, x, y, lg);
+    assert_memory_equal(lg, lt, sizeof lt);
+    unlink(path);
+    rf_free(z);
+    free(lab);
+    rf_flow_ws_free(wt);
+    rf_flow_ws_free(wu);
+    rf_flow_ws_free(wg);
+    rf_flow_free(ft);
+    rf_flow_free(fu);
+    rf_flow_free(g);
 }
 
 /* Per-scale parts sum to log p(x) for every base; on a fresh flow whose only non-trivial layer
@@ -967,6 +1046,7 @@ int main(void) {
         cmocka_unit_test(test_tsflow_model_file),
         cmocka_unit_test(test_tsflow_gradients),
         cmocka_unit_test(test_scale_report),
+        cmocka_unit_test(test_tied_class_base),
         cmocka_unit_test(test_tsflow_spec),
         cmocka_unit_test(test_tsflow_training),
     };

@@ -113,8 +113,19 @@ typedef struct rf_base {
     int n_classes; /* RF_BASE_CLASS only */
     size_t n_params;
     size_t offset;
+    /* Tied parameters (class-conditional base only): dimension j uses the mean and scale of
+     * group[j] in [0, n_groups); NULL: one group per dimension (n_groups = D). Parameter layout
+     * [mu (classes x n_groups), log sigma (classes x n_groups)]. Owned. */
+    int n_groups;
+    int *group;
 } rf_base;
 int rf_base_init(rf_base *b, rf_base_kind kind, int D, int n_classes, rf_err *e);
+/* Ties the class parameters of dimensions that share a group (copies group; before the
+ * parameters are allocated: it changes n_params). */
+int rf_base_set_groups(rf_base *b, const int *group, int n_groups, rf_err *e);
+void rf_base_free(rf_base *b);
+/* The class-c mean and log scale of every dimension (D floats each; either may be NULL). */
+void rf_base_class_moments(const rf_base *b, const float *params, int c, float *mu, float *ls);
 void rf_base_init_params(const rf_base *b, float *params, rf_rng *rng);
 /* logp[i] = log p(z_i) (or log p(z_i | y_i) for class-conditional; labels required then). */
 void rf_base_log_prob(const rf_base *b, const float *params, int n, const float *z,

@@ -42,6 +42,9 @@ typedef struct rf_flow_spec {
     int kernel;   /* odd conv kernel size */
     int dilation; /* conv dilation */
     int spline;   /* coupling transform: 0 affine (clamp), 1 RQ spline (bins, bound) */
+    int class_tie; /* class-conditional base: 0 a mean and scale per latent dimension; 1 one per
+                      latent channel of each scale, shared over time (the class statistics
+                      become stationary: power per latent channel, as in band-power models) */
 } rf_flow_spec;
 /* Defaults for a given type and dimension (tsflow: 1 channel x D samples; see also
  * rf_tsflow_spec_default in renflow/tsflow.h for a C x T window). */
@@ -70,6 +73,10 @@ rf_flow *rf_flow_create(const rf_flow_spec *spec, rf_rng *rng, rf_err *e);
 void rf_flow_free(rf_flow *f);
 /* Runs the data-dependent initialisation (ActNorm) on a batch of data. */
 int rf_flow_data_init(rf_flow *f, int n, const float *x, rf_err *e);
+/* The same, and for a class-conditional base (labels given) each class's mean and scale are set
+ * to the moments of its rows' latents (shrunk towards the pooled moments for small classes), so
+ * training starts from a Gaussian classifier in the latent space of the initialised flow. */
+int rf_flow_data_init_labels(rf_flow *f, int n, const float *x, const int *labels, rf_err *e);
 
 /* Workspace: everything the flow needs for batches up to max_batch, allocated once.
  * memory_saving = 1: the forward keeps no per-layer activations; the backward reconstructs each

@@ -4,6 +4,7 @@
  *   class:  one diagonal Gaussian per class, params [mu(C x D), log sigma(C x D)], so that
  *           log p(x | y) and p(y | x) follow from the flow (a generative classifier). */
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "renflow/flow.h"
@@ -35,17 +36,45 @@ int rf_base_init(rf_base *b, rf_base_kind kind, int D, int n_classes, rf_err *e)
     b->D = D;
     switch (kind) {
     case RF_BASE_NORMAL: break;
-    case RF_BASE_DIAG: b->n_params = 2 * (size_t)D; break;
+    case RF_BASE_DIAG:
+        b->n_groups = D;
+        b->n_params = 2 * (size_t)D;
+        break;
     case RF_BASE_CLASS:
         if (n_classes < 2 || n_classes > 1000)
             return rf_err_set(e, RF_EARG, "class-conditional base: classes must be in [2, 1000], got %d",
                               n_classes);
         b->n_classes = n_classes;
+        b->n_groups = D;
         b->n_params = 2 * (size_t)D * n_classes;
         break;
     default: return rf_err_set(e, RF_EARG, "base: unknown kind %d", (int)kind);
     }
     return RF_OK;
+}
+
+int rf_base_set_groups(rf_base *b, const int *group, int n_groups, rf_err *e) {
+    if (b->kind != RF_BASE_CLASS) return rf_err_set(e, RF_EARG, "base: only a class-conditional base has tied parameters");
+    if (n_groups < 1 || n_groups > b->D) return rf_err_set(e, RF_EARG, "base: %d groups for %d dimensions", n_groups, b->D);
+    int *g = malloc(sizeof(int) * (size_t)b->D);
+    if (!g) return rf_err_set(e, RF_ENOMEM, "out of memory");
+    for (int j = 0; j < b->D; j++) {
+        if (group[j] < 0 || group[j] >= n_groups) {
+            free(g);
+            return rf_err_set(e, RF_EARG, "base: dimension %d has group %d, outside [0, %d)", j, group[j], n_groups);
+        }
+        g[j] = group[j];
+    }
+    free(b->group);
+    b->group = g;
+    b->n_groups = n_groups;
+    b->n_params = 2 * (size_t)n_groups * b->n_classes;
+    return RF_OK;
+}
+
+void rf_base_free(rf_base *b) {
+    free(b->group);
+    b->group = NULL;
 }
 
 /* Class means start spread out (N(0, 1) draws) so classes are separable from the first step;
@@ -59,15 +88,17 @@ void rf_base_init_params(const rf_base *b, float *p, rf_rng *rng) {
     }
 }
 
-/* log N(z; mu, sigma) summed over dimensions; mu/ls may be NULL for the standard normal. */
-static double gauss_logp(int D, const float *z, const float *mu, const float *ls) {
+/* log N(z; mu, sigma) summed over dimensions; mu/ls may be NULL for the standard normal;
+ * grp (may be NULL) maps dimensions to the entries of mu/ls. */
+static double gauss_logp(int D, const float *z, const float *mu, const float *ls, const int *grp) {
     double t = 0;
     if (!mu) { /* standard normal: no exp per element */
         for (int j = 0; j < D; j++) t += -0.5 * ((double)z[j] * z[j]);
         return t - 0.5 * D * LOG_2PI;
     }
     for (int j = 0; j < D; j++) {
-        double m = mu ? mu[j] : 0.0, l = ls ? ls[j] : 0.0;
+        const int q = grp ? grp[j] : j;
+        double m = mu[q], l = ls[q];
         double u = (z[j] - m) * exp(-l);
         t += -0.5 * u * u - l;
     }
@@ -75,18 +106,19 @@ static double gauss_logp(int D, const float *z, const float *mu, const float *ls
 }
 
 /* dz += g * d/dz, dmu += g * d/dmu, dls += g * d/dls of gauss_logp (mu/ls NULL: dz only). */
-static void gauss_backward(int D, const float *z, const float *mu, const float *ls, double g,
+static void gauss_backward(int D, const float *z, const float *mu, const float *ls, const int *grp, double g,
                            float *dz, float *dmu, float *dls) {
     if (!mu) { /* standard normal: d/dz = -z */
         for (int j = 0; j < D; j++) dz[j] += (float)(-g * (double)z[j]);
         return;
     }
     for (int j = 0; j < D; j++) {
-        double m = mu ? mu[j] : 0.0, l = ls ? ls[j] : 0.0;
+        const int q = grp ? grp[j] : j;
+        double m = mu[q], l = ls[q];
         double is = exp(-l), u = (z[j] - m) * is;
         dz[j] += (float)(-g * u * is);
-        if (dmu) dmu[j] += (float)(g * u * is);
-        if (dls) dls[j] += (float)(g * (u * u - 1.0));
+        if (dmu) dmu[q] += (float)(g * u * is);
+        if (dls) dls[q] += (float)(g * (u * u - 1.0));
     }
 }
 
@@ -95,8 +127,18 @@ static void class_params(const rf_base *b, const float *p, int c, const float **
     if (b->kind == RF_BASE_NORMAL) {
         *mu = *ls = NULL;
     } else {
-        *mu = p + (size_t)c * b->D;
-        *ls = p + m + (size_t)c * b->D;
+        *mu = p + (size_t)c * b->n_groups;
+        *ls = p + m + (size_t)c * b->n_groups;
+    }
+}
+
+void rf_base_class_moments(const rf_base *b, const float *p, int c, float *mu, float *ls) {
+    const float *m, *l;
+    class_params(b, p, b->kind == RF_BASE_CLASS ? c : 0, &m, &l);
+    for (int j = 0; j < b->D; j++) {
+        const int q = b->group ? b->group[j] : j;
+        if (mu) mu[j] = m ? m[q] : 0.0f;
+        if (ls) ls[j] = l ? l[q] : 0.0f;
     }
 }
 
@@ -106,7 +148,7 @@ void rf_base_log_prob(const rf_base *b, const float *p, int n, const float *z, c
     for (int i = 0; i < n; i++) { /* no OpenMP: the flow runs one shard of rows per thread */
         const float *mu, *ls;
         class_params(b, p, b->kind == RF_BASE_CLASS ? labels[i] : 0, &mu, &ls);
-        logp[i] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls);
+        logp[i] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls, b->group);
     }
 }
 
@@ -116,7 +158,7 @@ void rf_base_log_prob_classes(const rf_base *b, const float *p, int n, const flo
         for (int c = 0; c < C; c++) {
             const float *mu, *ls;
             class_params(b, p, c, &mu, &ls);
-            out[(size_t)i * C + c] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls);
+            out[(size_t)i * C + c] = (float)gauss_logp(D, z + (size_t)i * D, mu, ls, b->group);
         }
 }
 
@@ -129,8 +171,9 @@ void rf_base_backward(const rf_base *b, const float *p, int n, const float *z, c
         const int c = b->kind == RF_BASE_CLASS ? labels[i] : 0;
         const float *mu, *ls;
         class_params(b, p, c, &mu, &ls);
-        float *dmu = mu ? dp + (size_t)c * D : NULL, *dls = mu ? dp + m + (size_t)c * D : NULL;
-        gauss_backward(D, z + (size_t)i * D, mu, ls, dlogp[i], dz + (size_t)i * D, dmu, dls);
+        const size_t G = (size_t)b->n_groups;
+        float *dmu = mu ? dp + (size_t)c * G : NULL, *dls = mu ? dp + m + (size_t)c * G : NULL;
+        gauss_backward(D, z + (size_t)i * D, mu, ls, b->group, dlogp[i], dz + (size_t)i * D, dmu, dls);
     }
 }
 
@@ -145,8 +188,8 @@ void rf_base_backward_classes(const rf_base *b, const float *p, int n, const flo
             if (g == 0.0f) continue;
             const float *mu, *ls;
             class_params(b, p, c, &mu, &ls);
-            gauss_backward(D, z + (size_t)i * D, mu, ls, g, dz + (size_t)i * D,
-                           dp + (size_t)c * D, dp + m + (size_t)c * D);
+            gauss_backward(D, z + (size_t)i * D, mu, ls, b->group, g, dz + (size_t)i * D,
+                           dp + (size_t)c * b->n_groups, dp + m + (size_t)c * b->n_groups);
         }
 }
 
@@ -161,7 +204,8 @@ void rf_base_sample(const rf_base *b, const float *p, int n, const int *labels, 
         class_params(b, p, c, &mu, &ls);
         for (int j = 0; j < D; j++) {
             double eps = rf_rng_normal(rng);
-            z[(size_t)i * D + j] = mu ? (float)(mu[j] + exp(ls[j]) * eps) : (float)eps;
+            const int q = b->group ? b->group[j] : j;
+            z[(size_t)i * D + j] = mu ? (float)(mu[q] + exp(ls[q]) * eps) : (float)eps;
         }
     }
 }

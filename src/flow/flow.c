@@ -167,9 +167,31 @@ rf_flow *rf_flow_alloc_layers(const rf_flow_spec *spec, int n_layers, rf_err *e)
     return f;
 }
 
+/* Latent channel of every dimension of a tsflow latent (see tsflow.h): the variables factored
+ * out at scale s, z[D / 2^(s+1) .. D / 2^s) (the last scale: z[0 .. D / 2^(S-1))), are channels
+ * of T / 2^(s+1) samples each, channel-major. */
+static int ts_time_groups(const rf_flow_spec *s, int *group) {
+    const int D = s->D, S = s->scales;
+    int g = 0;
+    for (int k = S - 1; k >= 0; k--) {
+        const int lo = k == S - 1 ? 0 : D >> (k + 1), hi = D >> k, len = s->length >> (k + 1);
+        for (int j = lo; j < hi; j++) group[j] = g + (j - lo) / len;
+        g += (hi - lo) / len;
+    }
+    return g;
+}
+
 int rf_flow_assemble(rf_flow *f, rf_err *e) {
     int rc = rf_base_init(&f->base, f->spec.base, f->D, f->spec.n_classes, e);
     if (rc) return rc;
+    if (f->spec.type == RF_FLOW_TS && f->spec.base == RF_BASE_CLASS && f->spec.class_tie) {
+        int *g = malloc(sizeof(int) * (size_t)f->D);
+        if (!g) return rf_err_set(e, RF_ENOMEM, "out of memory");
+        const int G = ts_time_groups(&f->spec, g);
+        rc = rf_base_set_groups(&f->base, g, G, e);
+        free(g);
+        if (rc) return rc;
+    }
     return flow_finish(f, e);
 }
 
@@ -211,6 +233,7 @@ void rf_flow_free(rf_flow *f) {
     rf_free(f->grads);
     rf_free(f->shift);
     rf_free(f->scale);
+    rf_base_free(&f->base);
     cJSON_Delete(f->meta);
     free(f);
 }
@@ -236,6 +259,7 @@ cJSON *rf_flow_spec_to_json(const rf_flow_spec *s) {
         cJSON_AddNumberToObject(j, "kernel", s->kernel);
         cJSON_AddNumberToObject(j, "dilation", s->dilation);
         cJSON_AddStringToObject(j, "transform", s->spline ? "spline" : "affine");
+        if (s->base == RF_BASE_CLASS) cJSON_AddStringToObject(j, "class_tie", s->class_tie ? "time" : "none");
     }
     return j;
 }
@@ -282,6 +306,12 @@ int rf_flow_spec_from_json(const cJSON *j, rf_flow_spec *s, rf_err *e) {
             if (!cJSON_IsString(tr) || (strcmp(tr->valuestring, "affine") && strcmp(tr->valuestring, "spline")))
                 return rf_err_set(e, RF_EFORMAT, "tsflow spec: field \"transform\": expected \"affine\" or \"spline\"");
             s->spline = strcmp(tr->valuestring, "spline") == 0;
+        }
+        const cJSON *ct = cJSON_GetObjectItemCaseSensitive(j, "class_tie");
+        if (ct) {
+            if (!cJSON_IsString(ct) || (strcmp(ct->valuestring, "none") && strcmp(ct->valuestring, "time")))
+                return rf_err_set(e, RF_EFORMAT, "tsflow spec: field \"class_tie\": expected \"none\" or \"time\"");
+            s->class_tie = strcmp(ct->valuestring, "time") == 0;
         }
     }
     return rf_flow_spec_check(s, e);

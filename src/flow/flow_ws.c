@@ -674,6 +674,56 @@ double rf_flow_loss_grad(rf_flow *f, rf_flow_ws *w, int n, const float *x, const
 }
 
 int rf_flow_data_init(rf_flow *f, int n, const float *x, rf_err *e) {
+    return rf_flow_data_init_labels(f, n, x, NULL, e);
+}
+
+/* Class-conditional base from the latents of the init batch: per class and parameter group
+ * (a dimension, or the dimensions tied to one group) the mean and log standard deviation, shrunk
+ * towards the pooled moments for small classes (weight n_c / (n_c + 10); the log variance is
+ * shrunk in log space), variances floored at 1e-2. */
+static void base_data_init(rf_flow *f, int n, const float *z, const int *labels) {
+    const rf_base *b = &f->base;
+    const int D = f->D, C = b->n_classes, G = b->n_groups;
+    float *p = f->params + b->offset;
+    const size_t half = b->n_params / 2;
+    double *s1 = calloc((size_t)G * (C + 1), sizeof *s1), *s2 = calloc((size_t)G * (C + 1), sizeof *s2);
+    long *cnt = calloc((size_t)G * (C + 1), sizeof *cnt);
+    if (!s1 || !s2 || !cnt) goto out;
+    for (int i = 0; i < n; i++) {
+        const int c = labels[i];
+        if (c < 0 || c >= C) continue;
+        for (int j = 0; j < D; j++) {
+            const int q = b->group ? b->group[j] : j;
+            const double v = z[(size_t)i * D + j];
+            s1[(size_t)c * G + q] += v;
+            s2[(size_t)c * G + q] += v * v;
+            cnt[(size_t)c * G + q]++;
+            s1[(size_t)C * G + q] += v;
+            s2[(size_t)C * G + q] += v * v;
+            cnt[(size_t)C * G + q]++;
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int q = 0; q < G; q++) {
+            const long np = cnt[(size_t)C * G + q], nc = cnt[(size_t)c * G + q];
+            if (np < 2) continue;
+            const double pm = s1[(size_t)C * G + q] / np, pv = s2[(size_t)C * G + q] / np - pm * pm;
+            double m = pm, lv = log(pv > 1e-2 ? pv : 1e-2);
+            if (nc > 0) {
+                const double w = nc / (nc + 10.0), cm = s1[(size_t)c * G + q] / nc, cv = s2[(size_t)c * G + q] / nc - cm * cm;
+                m = w * cm + (1 - w) * pm;
+                lv = w * log(cv > 1e-2 ? cv : 1e-2) + (1 - w) * lv;
+            }
+            p[(size_t)c * G + q] = (float)m;
+            p[half + (size_t)c * G + q] = (float)(0.5 * lv);
+        }
+out:
+    free(s1);
+    free(s2);
+    free(cnt);
+}
+
+int rf_flow_data_init_labels(rf_flow *f, int n, const float *x, const int *labels, rf_err *e) {
     rf_flow_ws_opts o = {.max_batch = n, .memory_saving = 1, .threads = 1, .inference = 1};
     rf_flow_ws *w = rf_flow_ws_create_opts(f, &o, e);
     if (!w) return e ? e->code : RF_ENOMEM;
@@ -691,6 +741,7 @@ int rf_flow_data_init(rf_flow *f, int n, const float *x, rf_err *e) {
         l->ops->forward(l, p, n, cur, next, sh->ld, NULL, sh->scratch);
         cur = next;
     }
+    if (labels && f->base.kind == RF_BASE_CLASS) base_data_init(f, n, cur, labels);
     rf_flow_ws_free(w);
     return RF_OK;
 }

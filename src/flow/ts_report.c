@@ -73,15 +73,18 @@ int rf_flow_scale_report(const rf_flow *f, int n, const float *x, const int *lab
     float *scratch = rf_floats(max_scratch, e), *ld = rf_floats((size_t)B, e);
     double *parts = calloc((size_t)B * P, sizeof(double)), *cs = calloc((size_t)NC * S, sizeof(double));
     double *sum = calloc((size_t)P, sizeof(double));
+    /* per class, every dimension's mean and log scale (tied parameters expanded) */
+    const int NM = b->kind == RF_BASE_NORMAL ? 0 : (NC > 1 ? NC : 1);
+    float *emu = NM ? rf_floats((size_t)NM * D, e) : NULL, *els = NM ? rf_floats((size_t)NM * D, e) : NULL;
     int rc = RF_OK;
-    if (!a0 || !a1 || !scratch || !ld || !parts || !cs || !sum) {
+    if (!a0 || !a1 || !scratch || !ld || !parts || !cs || !sum || (NM && (!emu || !els))) {
         rc = rf_err_set(e, RF_ENOMEM, "scale report: out of memory for a batch of %d rows", B);
         goto done;
     }
     double lds = 0;
     for (int j = 0; j < D; j++) lds -= log(f->scale[j]);
-    const float *bp = f->params + b->offset;
-    const size_t half = b->n_params / 2;
+    for (int c = 0; c < NM; c++)
+        rf_base_class_moments(b, f->params + b->offset, c, emu + (size_t)c * D, els + (size_t)c * D);
     for (int s0 = 0; s0 < n; s0 += B) {
         const int m = n - s0 < B ? n - s0 : B;
         memset(parts, 0, sizeof(double) * (size_t)m * P);
@@ -110,7 +113,7 @@ int rf_flow_scale_report(const rf_flow *f, int n, const float *x, const int *lab
                 for (int c = 0; c < NC; c++) {
                     double t = 0;
                     for (int s = 0; s < S; s++) {
-                        cs[c * S + s] = gauss_part(z, bp + (size_t)c * D, bp + half + (size_t)c * D, lo[s], hi[s]);
+                        cs[c * S + s] = gauss_part(z, emu + (size_t)c * D, els + (size_t)c * D, lo[s], hi[s]);
                         t += cs[c * S + s];
                     }
                     if (t > mx) mx = t;
@@ -133,8 +136,8 @@ int rf_flow_scale_report(const rf_flow *f, int n, const float *x, const int *lab
                 const float *mu = NULL, *ls = NULL;
                 if (b->kind != RF_BASE_NORMAL) {
                     const int c = b->kind == RF_BASE_CLASS ? labels[s0 + i] : 0;
-                    mu = bp + (size_t)c * D;
-                    ls = bp + half + (size_t)c * D;
+                    mu = emu + (size_t)c * D;
+                    ls = els + (size_t)c * D;
                 }
                 for (int s = 0; s < S; s++) pi[s] += gauss_part(z, mu, ls, lo[s], hi[s]);
             }
@@ -157,6 +160,8 @@ done:
     rf_free(a1);
     rf_free(scratch);
     rf_free(ld);
+    rf_free(emu);
+    rf_free(els);
     free(parts);
     free(cs);
     free(sum);

@@ -55,8 +55,10 @@ static int file_exists(const char *p) {
     return p && stat(p, &st) == 0;
 }
 
-/* Standardisation on the training set and ActNorm initialisation on a seeded subset. */
-static int prepare_model(rf_flow *f, const rf_matrix *train, const rf_train_cfg *cfg, rf_rng *rng, rf_err *e) {
+/* Standardisation on the training set and ActNorm (and class-conditional base) initialisation on a
+ * seeded subset. */
+static int prepare_model(rf_flow *f, const rf_matrix *train, const int *labels, const rf_train_cfg *cfg, rf_rng *rng,
+                         rf_err *e) {
     if (cfg->standardize) {
         int rc = rf_standardizer_fit(train, cfg->standardize == 2, f->shift, f->scale, e);
         if (rc) return rc;
@@ -65,16 +67,22 @@ static int prepare_model(rf_flow *f, const rf_matrix *train, const rf_train_cfg 
     if (m < 2) return RF_OK;
     int *idx = malloc(sizeof(int) * train->n);
     float *xb = rf_floats((size_t)m * train->d, e);
-    if (!idx || !xb) {
+    int *yb = labels ? malloc(sizeof(int) * (size_t)m) : NULL;
+    if (!idx || !xb || (labels && !yb)) {
         free(idx);
+        free(yb);
         rf_free(xb);
         return rf_err_set(e, RF_ENOMEM, "out of memory");
     }
     for (int i = 0; i < train->n; i++) idx[i] = i;
     rf_rng_shuffle(rng, idx, train->n);
-    for (int i = 0; i < m; i++) memcpy(xb + (size_t)i * train->d, train->x + (size_t)idx[i] * train->d, sizeof(float) * train->d);
-    int rc = rf_flow_data_init(f, m, xb, e);
+    for (int i = 0; i < m; i++) {
+        memcpy(xb + (size_t)i * train->d, train->x + (size_t)idx[i] * train->d, sizeof(float) * train->d);
+        if (yb) yb[i] = labels[idx[i]];
+    }
+    int rc = rf_flow_data_init_labels(f, m, xb, yb, e);
     free(idx);
+    free(yb);
     rf_free(xb);
     return rc;
 }
@@ -132,7 +140,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         if (cfg->progress)
             fprintf(stderr, "resuming from %s: epoch %d, batch %ld, step %ld\n", ckpt, st.epoch + 1, st.batch_pos, st.step);
     } else {
-        if ((rc = prepare_model(f, train, cfg, &rng, e))) goto out;
+        if ((rc = prepare_model(f, train, f->base.kind == RF_BASE_CLASS ? train_labels : NULL, cfg, &rng, e))) goto out;
         st.epoch_rng = rng;
         memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
     }
