@@ -20,5 +20,6 @@ int rf_cli_encode(int argc, char **argv);
 int rf_cli_decode(int argc, char **argv);
 int rf_cli_info(int argc, char **argv);
 int rf_cli_demo(int argc, char **argv);
+int rf_cli_explain(int argc, char **argv);
 
 #endif

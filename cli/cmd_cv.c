@@ -19,6 +19,10 @@ int rf_cli_cv(int argc, char **argv) {
         rf_dataset_free(&d);
         return rf_runtime_error(C, &e);
     }
+    if (rf_input_apply(&d, &a.input, &e)) {
+        rf_dataset_free(&d);
+        return rf_runtime_error(C, &e);
+    }
     if (!d.labels || !d.subjects) {
         rf_err_set(&e, RF_EARG, "%s: cross-validation needs labels and subject ids (a prepared directory, or --labels and --subjects)", a.data);
         rf_dataset_free(&d);

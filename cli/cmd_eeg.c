@@ -11,8 +11,8 @@ static const char USAGE[] =
     "       renflow eeg prepare --like DIR/manifest.json --recordings NEW.csv --out DIR2\n"
     "\n"
     "Reads EDF/EDF+/BDF recordings, filters (zero-phase Butterworth band-pass, optional notch),\n"
-    "resamples, standardises each recording robustly (median, 1.4826 MAD per channel; no labels\n"
-    "used), cuts labelled windows, drops artefacts and writes DIR/windows.npy (N x channels x\n"
+    "resamples, standardises robustly (median, 1.4826 MAD per channel; no labels used), cuts\n"
+    "labelled windows, drops artefacts and writes DIR/windows.npy (N x channels x\n"
     "samples, float32), labels.npy, subjects.npy, recordings.npy and manifest.json.\n"
     "LIST.csv has a header with columns file,subject,label[,hypnogram] (paths relative to it).\n"
     "\n"
@@ -31,8 +31,12 @@ static const char USAGE[] =
     "  --codes T1,T2     events mode: annotation texts that become classes, in class order\n"
     "  --trim-wake MIN   sleep: keep at most MIN minutes of wake before the first and after the\n"
     "                    last sleep epoch; -1 keeps all (default 30)\n"
-    "  --no-robust       keep physical units (no per-recording standardisation)\n"
-    "  --reject-z Z      drop windows with |z| > Z in any channel, 0 = off (default 20)\n"
+    "  --standardise S   robust standardisation per recording (default) | subject (statistics\n"
+    "                    pooled over a subject's recordings: level differences between its\n"
+    "                    recordings survive) | none (physical units)\n"
+    "  --no-robust       the same as --standardise none\n"
+    "  --reject-z Z      drop windows with |z| > Z in any channel, 0 = off (default 20; off\n"
+    "                    without standardisation)\n"
     "  --reject-ptp V    drop windows whose peak-to-peak exceeds V, 0 = off (default 0)\n"
     "  --strict-edf      a truncated EDF is an error (default: use its complete records, warn)\n"
     "  --like MANIFEST   take every setting (and the class order) from an earlier manifest\n"
@@ -40,14 +44,14 @@ static const char USAGE[] =
 
 enum {
     O_REC = 256, O_OUT, O_LIKE, O_MODE, O_CH, O_HP, O_LP, O_ORDER, O_NOTCH, O_NQ, O_RATE, O_WIN, O_HOP, O_PRE,
-    O_POST, O_CODES, O_TRIM, O_NOROBUST, O_REJZ, O_REJPTP, O_STRICT, O_JSON, O_QUIET
+    O_POST, O_CODES, O_TRIM, O_NOROBUST, O_STD, O_REJZ, O_REJPTP, O_STRICT, O_JSON, O_QUIET
 };
 static const struct option LONGOPTS[] = {
     {"recordings", 1, 0, O_REC}, {"out", 1, 0, O_OUT}, {"like", 1, 0, O_LIKE}, {"mode", 1, 0, O_MODE},
     {"channels", 1, 0, O_CH}, {"highpass", 1, 0, O_HP}, {"lowpass", 1, 0, O_LP}, {"order", 1, 0, O_ORDER},
     {"notch", 1, 0, O_NOTCH}, {"notch-q", 1, 0, O_NQ}, {"rate", 1, 0, O_RATE}, {"window", 1, 0, O_WIN},
     {"hop", 1, 0, O_HOP}, {"pre", 1, 0, O_PRE}, {"post", 1, 0, O_POST}, {"codes", 1, 0, O_CODES},
-    {"trim-wake", 1, 0, O_TRIM}, {"no-robust", 0, 0, O_NOROBUST}, {"reject-z", 1, 0, O_REJZ},
+    {"trim-wake", 1, 0, O_TRIM}, {"no-robust", 0, 0, O_NOROBUST}, {"standardise", 1, 0, O_STD}, {"reject-z", 1, 0, O_REJZ},
     {"reject-ptp", 1, 0, O_REJPTP}, {"strict-edf", 0, 0, O_STRICT}, {"json", 0, 0, O_JSON},
     {"quiet", 0, 0, O_QUIET}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
@@ -73,6 +77,7 @@ static int prepare(int argc, char **argv) {
     static const char *C = "eeg prepare";
     const char *rec = NULL, *out = NULL, *like = NULL, *mode = "label", *channels = NULL, *codes = NULL;
     float hp = -1, lp = -1, notch = -1, nq = -1, rate = -1, win = -1, hop = -1, pre = -1, post = -1, trim = -2, rz = -1, rptp = -1;
+    int std_scope = -1;
     int order = -1, norobust = 0, strict = 0, json = 0, quiet = 0, help = 0, c, rc = 0;
     rf_cli_opts o = {C, LONGOPTS, USAGE};
     optind = 1;
@@ -97,6 +102,10 @@ static int prepare(int argc, char **argv) {
         case O_CODES: codes = optarg; break;
         case O_TRIM: rc = rf_arg_float(C, "trim-wake", optarg, -1, 1e6, &trim); break;
         case O_NOROBUST: norobust = 1; break;
+        case O_STD:
+            if (rf_std_scope_parse(optarg, &std_scope))
+                return rf_usage_error(C, "option --standardise: expected recording, subject or none, got '%s'", optarg);
+            break;
         case O_REJZ: rc = rf_arg_float(C, "reject-z", optarg, 0, 1e9, &rz); break;
         case O_REJPTP: rc = rf_arg_float(C, "reject-ptp", optarg, 0, 1e12, &rptp); break;
         case O_STRICT: strict = 1; break;
@@ -115,7 +124,7 @@ static int prepare(int argc, char **argv) {
     rf_err e = {0};
     if (like) {
         if (channels || codes || hp >= 0 || lp >= 0 || order > 0 || notch >= 0 || rate >= 0 || win > 0 || hop >= 0 || pre >= 0 ||
-            post >= 0 || trim > -2 || norobust || rz >= 0 || rptp >= 0 || strcmp(mode, "label"))
+            post >= 0 || trim > -2 || norobust || std_scope >= 0 || rz >= 0 || rptp >= 0 || strcmp(mode, "label"))
             return rf_usage_error(C, "--like takes every setting from the manifest; do not combine it with settings");
         if (rf_prep_cfg_from_manifest(like, &cfg, &fixed, &nfixed, &e)) return rf_runtime_error(C, &e);
     } else {
@@ -140,7 +149,9 @@ static int prepare(int argc, char **argv) {
         if (pre >= 0) cfg.pre_s = pre;
         if (post >= 0) cfg.post_s = post;
         if (trim > -2) cfg.trim_wake_min = trim;
-        if (norobust) cfg.robust = 0;
+        if (norobust) cfg.robust = RF_STD_NONE;
+        if (std_scope >= 0) cfg.robust = std_scope;
+        if (cfg.robust == RF_STD_NONE && rz < 0) cfg.reject_absz = 0; /* a z threshold needs z units */
         if (rz >= 0) cfg.reject_absz = rz;
         if (rptp >= 0) cfg.reject_ptp = rptp;
     }

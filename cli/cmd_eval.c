@@ -62,7 +62,7 @@ int rf_cli_eval(int argc, char **argv) {
     float *lp = NULL, *log_prior = NULL;
     rf_flow_ws *w = NULL;
     rf_class_metrics cm = {0};
-    if (rf_dataset_read(data, labels, NULL, &ds, &e)) goto fail;
+    if (rf_dataset_read(data, labels, NULL, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e)) goto fail;
     const rf_matrix m = ds.x;
     const int *y = ds.labels;
     const char *lab_src = labels ? labels : data;

@@ -31,6 +31,10 @@ static const char USAGE[] =
     "  --subjects FILE       subject id per row (.npy/.csv): validation then holds out whole\n"
     "                        subjects (a prepared directory brings its own)\n"
     "  --standardize MODE    none | zscore | robust (median/IQR; default zscore), fitted on train\n"
+    "  --features F          raw (default) | bandpower: log10 Welch band powers (delta, theta,\n"
+    "                        alpha, sigma, beta, gamma) of each window of a prepared directory\n"
+    "  --context K           add the K previous and K next rows of the same recording to each\n"
+    "                        row (sequence data such as sleep epochs; needs recording ids)\n"
     "  --drop-outliers Z     drop training rows whose robust z-score exceeds Z in any column\n"
     "model:\n"
     "  --flow TYPE           realnvp | glow | maf | nsf | nsf-ar | tsflow (default nsf; for a\n"
@@ -38,6 +42,8 @@ static const char USAGE[] =
     "  --scales S            tsflow: scales (Haar squeeze + blocks + factor-out each)\n"
     "  --kernel K            tsflow: conv kernel size (odd)   --dilation D   conv dilation\n"
     "  --coupling T          tsflow: affine | spline\n"
+    "  --class-tie T         tsflow classifier: time (default; one class mean and scale per latent\n"
+    "                        channel, shared over time) | none (one per latent dimension)\n"
     "  --blocks N            flow blocks (default 5)\n"
     "  --hidden H            conditioner width (default 64)\n"
     "  --hidden-layers K     conditioner hidden layers (default 2)\n"
@@ -81,7 +87,7 @@ static const char USAGE[] =
 enum {
     O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE
 };
 
 static const struct option LONGOPTS[] = {
@@ -94,7 +100,7 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 
 
@@ -105,6 +111,7 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
     a->cfg.threads = 2;
     a->flow = "nsf";
     a->task = "density";
+    a->ts_class_tie = -1;
     rf_cli_opts o = {C, LONGOPTS, USAGE};
     optind = 1;
     int c, rc = 0;
@@ -123,6 +130,11 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_KERNEL: rc = rf_arg_int(C, "kernel", optarg, 1, 63, &a->ts_kernel); break;
         case O_DILATION: rc = rf_arg_int(C, "dilation", optarg, 1, 64, &a->ts_dilation); break;
         case O_COUPLING: a->ts_coupling = optarg; break;
+        case O_CLASSTIE:
+            if (strcmp(optarg, "time") && strcmp(optarg, "none"))
+                rc = rf_usage_error(C, "option --class-tie: expected time or none, got '%s'", optarg);
+            a->ts_class_tie = !strcmp(optarg, "none") ? 0 : 1;
+            break;
         case O_BLOCKS: rc = rf_arg_int(C, "blocks", optarg, 1, 1000, &a->spec.blocks); a->blocks_given = 1; break;
         case O_HIDDEN: rc = rf_arg_int(C, "hidden", optarg, 1, 65536, &a->spec.hidden); a->hidden_given = 1; break;
         case O_HLAYERS: rc = rf_arg_int(C, "hidden-layers", optarg, 1, 64, &a->spec.n_hidden); break;
@@ -156,6 +168,11 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_BALANCED: a->class_balanced = 1; break;
         case O_HMM: a->hmm = 1; if (!cv) rc = rf_usage_error(C, "--hmm belongs to `renflow cv`"); break;
         case O_RECORDINGS: a->recordings = optarg; break;
+        case O_FEATURES:
+            if (!strcmp(optarg, "bandpower")) a->input.bandpower = 1;
+            else if (strcmp(optarg, "raw")) rc = rf_usage_error(C, "option --features: expected raw or bandpower, got '%s'", optarg);
+            break;
+        case O_CONTEXT: rc = rf_arg_int(C, "context", optarg, 0, 64, &a->input.context); break;
         case O_PRIOR: a->prior = optarg; if (!cv) rc = rf_usage_error(C, "--prior belongs to `renflow cv` and `renflow eval`"); break;
         default: return rf_usage_error(C, "unexpected option");
         }
@@ -236,11 +253,13 @@ static int take_rows(const rf_matrix *all, const int *y, const unsigned char *ke
     return RF_OK;
 }
 
-static int load_data(const train_args *a, train_data *d, rf_err *e) {
+static int load_data(train_args *a, train_data *d, rf_err *e) {
     memset(d, 0, sizeof *d);
     rf_dataset ds = {0};
     int rc;
     if ((rc = rf_dataset_read(a->data, a->labels, a->subjects, &ds, e))) return rc;
+    if (a->recordings && (rc = rf_dataset_set_recordings(&ds, a->recordings, e))) goto fail;
+    if ((rc = rf_input_apply(&ds, &a->input, e))) goto fail;
     if (!strcmp(a->task, "classify") && !ds.labels) {
         rc = rf_err_set(e, RF_EARG, "--task classify: %s has no labels (give --labels, or a prepared directory with labels.npy)", a->data);
         goto fail;
@@ -261,6 +280,11 @@ static int load_data(const train_args *a, train_data *d, rf_err *e) {
         if (rc) goto fail;
         rf_dataset dv = {0};
         if ((rc = rf_dataset_read(a->val, a->val_labels, NULL, &dv, e))) goto fail;
+        rf_input_tf vt = a->input;
+        if ((rc = rf_input_apply(&dv, &vt, e))) {
+            rf_dataset_free(&dv);
+            goto fail;
+        }
         d->va = dv.x;
         dv.x = (rf_matrix){0};
         if (d->ytr) {
@@ -321,6 +345,8 @@ static cJSON *provenance(const train_args *a, const train_data *d) {
     cJSON_AddNumberToObject(m, "val_rows", d->va.n);
     cJSON_AddNumberToObject(m, "dropped_outliers", d->n_dropped);
     cJSON_AddBoolToObject(m, "validation_by_subject", d->subject_split);
+    cJSON *in = rf_input_to_json(&a->input);
+    if (in) cJSON_AddItemToObject(m, "input", in);
     if (d->ytr && d->n_classes > 0) {
         double *cnt = calloc((size_t)d->n_classes, sizeof *cnt);
         for (int i = 0; cnt && i < d->tr.n; i++)
@@ -451,6 +477,7 @@ int rf_cli_shape_spec(train_args *a, int channels, int length, int D, rf_err *e)
     if (a->ts_kernel > 0) s.kernel = a->ts_kernel;
     if (a->ts_dilation > 0) s.dilation = a->ts_dilation;
     if (a->ts_coupling) s.spline = !strcmp(a->ts_coupling, "spline");
+    s.class_tie = a->ts_class_tie >= 0 ? a->ts_class_tie : 1;
     if (a->hidden_given) s.hidden = a->spec.hidden;
     if (a->blocks_given) s.blocks = a->spec.blocks;
     a->spec = s;

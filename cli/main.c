@@ -13,6 +13,7 @@ static const rf_cli_command commands[] = {
     {"encode", "map data x to latents z", rf_cli_encode},
     {"decode", "map latents z to data x", rf_cli_decode},
     {"info", "describe a model file", rf_cli_info},
+    {"explain", "explain a class-conditional flow: prototypes, OOD rows, counterfactuals", rf_cli_explain},
     {"demo", "train on a built-in synthetic data set, write samples and a density figure", rf_cli_demo},
 };
 

@@ -18,11 +18,13 @@ typedef struct train_args {
     int flow_given, blocks_given, hidden_given;     /* --flow (or an architecture flag of tsflow) was given */
     int ts_scales, ts_kernel, ts_dilation;
     const char *ts_coupling;
+    int ts_class_tie;   /* -1: default (time) */
     const char *prior;  /* renflow cv: uniform | train */
     const char *model;  /* renflow cv: flow | logreg | mlp */
     int class_balanced; /* renflow cv: logreg/mlp loss weights */
     int hmm;            /* renflow cv: Markov-chain smoothing */
     const char *recordings;
+    rf_input_tf input;  /* --features / --context, recorded in the model's meta */
     rf_flow_spec spec;
     rf_train_cfg cfg;
 } train_args;

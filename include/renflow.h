@@ -19,5 +19,7 @@
 #include "renflow/eegprep.h"
 #include "renflow/tsflow.h"
 #include "renflow/eegsim.h"
+#include "renflow/explain.h"
+#include "renflow/features.h"
 
 #endif

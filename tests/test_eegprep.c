@@ -14,15 +14,15 @@
 
 /* Writes a 2-channel EDF+ file at 200 Hz of `secs` seconds: a sinusoid of freq Hz plus noise;
  * a spike of 5000 uV at second `spike_at` (< 0: none). */
-static void write_edf(const char *path, double secs, double freq, double spike_at, uint64_t seed) {
+static void write_edf_amp(const char *path, double secs, double freq, double spike_at, uint64_t seed, double amp) {
     const int fs = 200;
     const int64_t n = (int64_t)(secs * fs);
     double *a = malloc(sizeof(double) * n), *b = malloc(sizeof(double) * n);
     rf_rng rng;
     rf_rng_seed(&rng, seed);
     for (int64_t i = 0; i < n; i++) {
-        a[i] = 20 * sin(2 * M_PI * freq * i / fs) + 5 * rf_rng_normal(&rng);
-        b[i] = 10 * sin(2 * M_PI * 3.0 * i / fs) + 5 * rf_rng_normal(&rng);
+        a[i] = amp * (20 * sin(2 * M_PI * freq * i / fs) + 5 * rf_rng_normal(&rng));
+        b[i] = amp * (10 * sin(2 * M_PI * 3.0 * i / fs) + 5 * rf_rng_normal(&rng));
     }
     if (spike_at >= 0) a[(int64_t)(spike_at * fs)] = 5000;
     rf_edf_wsignal s[2] = {{.label = "EEG C3", .unit = "uV", .rate_hz = fs, .phys_min = -6000, .phys_max = 6000, .data = a, .n = n},
@@ -34,13 +34,17 @@ static void write_edf(const char *path, double secs, double freq, double spike_a
     free(b);
 }
 
+static void write_edf(const char *path, double secs, double freq, double spike_at, uint64_t seed) {
+    write_edf_amp(path, secs, freq, spike_at, seed, 1.0);
+}
+
 static void write_text(const char *path, const char *txt) {
     assert_int_equal(rf_write_file_atomic(path, txt, strlen(txt), NULL), RF_OK);
 }
 
 static void rm_prepared(const char *dir) {
     static const char *const names[] = {"windows.npy", "labels.npy", "subjects.npy", "recordings.npy", "manifest.json"};
-    char p[600];
+    char p[2048];
     for (int i = 0; i < 5; i++) {
         snprintf(p, sizeof p, "%s/%s", dir, names[i]);
         unlink(p);
@@ -263,10 +267,85 @@ static void test_real_eegmat(void **state) {
     rmdir(dir);
 }
 
+/* Root mean square of channel c over the windows of recording r. */
+static double rec_rms(const rf_dataset *d, int r, int c) {
+    double ss = 0;
+    long n = 0;
+    for (int i = 0; i < d->x.n; i++) {
+        if (d->recordings[i] != r) continue;
+        const float *w = d->x.x + (size_t)i * d->x.d + (size_t)c * d->length;
+        for (int t = 0; t < d->length; t++) ss += (double)w[t] * w[t];
+        n += d->length;
+    }
+    return sqrt(ss / n);
+}
+
+/* Standardisation by subject pools a subject's recordings: a recording at 3x the amplitude keeps
+ * 3x the scale (by recording, both come out alike); the manifest records the scope and --like
+ * takes it over. */
+static void test_subject_standardisation(void **state) {
+    (void)state;
+    char dir[256], p[700], list[512], out[3][512];
+    rf_test_tmp(dir, sizeof dir, "prepstd");
+    mkdir(dir, 0755);
+    snprintf(p, sizeof p, "%s/a1.edf", dir);
+    write_edf_amp(p, 20, 10, -1, 3, 1.0);
+    snprintf(p, sizeof p, "%s/a2.edf", dir);
+    write_edf_amp(p, 20, 10, -1, 4, 3.0);
+    snprintf(list, sizeof list, "%s/list.csv", dir);
+    write_text(list, "file,subject,label\na1.edf,A,rest\na2.edf,A,task\n");
+    const int scopes[3] = {RF_STD_RECORDING, RF_STD_SUBJECT, RF_STD_NONE};
+    double ratio[3];
+    for (int k = 0; k < 3; k++) {
+        snprintf(out[k], sizeof out[k], "%s/out%d", dir, k);
+        rf_prep_cfg cfg;
+        rf_prep_cfg_default(&cfg, RF_PREP_LABEL);
+        cfg.rate = 100;
+        cfg.robust = scopes[k];
+        cfg.reject_absz = 0;
+        rf_prep_summary s;
+        rf_err e = {0};
+        if (rf_eeg_prepare(list, &cfg, NULL, 0, out[k], 0, &s, &e)) print_message("%s\n", e.msg);
+        assert_int_equal(e.code, RF_OK);
+        rf_dataset d;
+        assert_int_equal(rf_dataset_read_dir(out[k], &d, &e), RF_OK);
+        ratio[k] = rec_rms(&d, 1, 0) / rec_rms(&d, 0, 0);
+        const cJSON *st = cJSON_GetObjectItem(cJSON_GetObjectItem(d.manifest, "settings"), "standardisation");
+        assert_true(cJSON_IsString(st));
+        assert_string_equal(st->valuestring, rf_std_scope_name(scopes[k]));
+        if (k == 1) {
+            /* pooled statistics: about unit scale over both recordings together */
+            const double r0 = rec_rms(&d, 0, 0), r1 = rec_rms(&d, 1, 0);
+            assert_true(r0 < 1 && r1 > 1);
+        }
+        rf_dataset_free(&d);
+    }
+    assert_true(fabs(ratio[0] - 1) < 0.1);
+    assert_true(fabs(ratio[1] - 3) < 0.3);
+    assert_true(fabs(ratio[2] - 3) < 0.3);
+    /* --like reads the scope back */
+    rf_prep_cfg like;
+    char **cn = NULL;
+    int ncn = 0;
+    rf_err e = {0};
+    snprintf(p, sizeof p, "%s/manifest.json", out[1]);
+    assert_int_equal(rf_prep_cfg_from_manifest(p, &like, &cn, &ncn, &e), RF_OK);
+    assert_int_equal(like.robust, RF_STD_SUBJECT);
+    rf_prep_cfg_free(&like);
+    for (int i = 0; i < ncn; i++) free(cn[i]);
+    free(cn);
+    int sc = -1;
+    assert_int_equal(rf_std_scope_parse("subject", &sc), RF_OK);
+    assert_int_equal(sc, RF_STD_SUBJECT);
+    assert_int_not_equal(rf_std_scope_parse("session", &sc), RF_OK);
+    for (int k = 0; k < 3; k++) rm_prepared(out[k]);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_label_mode_and_like),
         cmocka_unit_test(test_sleep_mode),
+        cmocka_unit_test(test_subject_standardisation),
         cmocka_unit_test(test_real_eegmat),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -18,6 +18,9 @@
 struct cJSON;
 
 typedef enum { RF_PREP_LABEL = 0, RF_PREP_SLEEP = 1, RF_PREP_EVENTS = 2 } rf_prep_mode;
+typedef enum { RF_STD_NONE = 0, RF_STD_RECORDING = 1, RF_STD_SUBJECT = 2 } rf_std_scope;
+const char *rf_std_scope_name(int scope);
+int rf_std_scope_parse(const char *s, int *scope); /* "none" | "recording" | "subject" */
 
 #define RF_PREP_MAX_CHANNELS 256
 #define RF_PREP_MAX_CODES 16
@@ -37,7 +40,11 @@ typedef struct rf_prep_cfg {
     char *codes[RF_PREP_MAX_CODES];
     double trim_wake_min;      /* sleep: keep at most this many minutes of wake before the first
                                   and after the last sleep epoch (< 0: keep all) */
-    int robust;                /* per-recording robust standardisation (median, 1.4826 MAD) */
+    int robust;                /* robust standardisation (median, 1.4826 MAD per channel, no
+                                  labels involved): RF_STD_NONE, RF_STD_RECORDING (each
+                                  recording on its own) or RF_STD_SUBJECT (statistics pooled
+                                  over all recordings of a subject, so level differences
+                                  between a subject's recordings survive) */
     double reject_absz;        /* drop windows with |z| above this in any channel (0 = off;
                                   on standardised data) */
     double reject_ptp;         /* drop windows whose peak-to-peak exceeds this (0 = off) */

@@ -25,4 +25,26 @@ typedef struct rf_demo_result {
  * samples (.npy), a density figure (PNG and SVG) and the training curve. */
 int rf_demo_run(const rf_demo_cfg *c, rf_demo_result *r, rf_err *e);
 
+/* The built-in EEG job: simulated EEG (renflow/eegsim.h; no files needed), written as a prepared
+ * data set, then a class-conditional time-series flow cross-validated by subject (every fold's
+ * model kept). Writes OUT/simulated-eeg/, OUT/model-fold<k>.rf and OUT/cv.json. */
+typedef struct rf_eeg_demo_cfg {
+    const char *out_dir;  /* created if missing */
+    const char *mode;     /* "arithmetic" (rest vs task, default) or "sleep" */
+    int subjects, windows_per_class, channels;
+    double rate, window_s;
+    int folds, epochs, batch, threads, progress;
+    float lr;
+    uint64_t seed;
+} rf_eeg_demo_cfg;
+void rf_eeg_demo_cfg_default(rf_eeg_demo_cfg *c);
+
+typedef struct rf_eeg_demo_result {
+    int windows, n_classes, folds;
+    double accuracy, balanced_accuracy, macro_f1, kappa; /* pooled over the held-out subjects */
+    double fold_mean[4], fold_sd[4];                      /* same order, over folds */
+    char data_dir[4096], model_path[4096], report_path[4096];
+} rf_eeg_demo_result;
+int rf_eeg_demo_run(const rf_eeg_demo_cfg *c, rf_eeg_demo_result *r, rf_err *e);
+
 #endif

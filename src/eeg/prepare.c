@@ -45,6 +45,18 @@ void rf_prep_cfg_free(rf_prep_cfg *c) {
 }
 
 static const char *const MODE_NAMES[3] = {"label", "sleep", "events"};
+static const char *const STD_NAMES[3] = {"none", "recording", "subject"};
+
+const char *rf_std_scope_name(int scope) { return scope >= 0 && scope < 3 ? STD_NAMES[scope] : "?"; }
+
+int rf_std_scope_parse(const char *s, int *scope) {
+    for (int i = 0; i < 3; i++)
+        if (s && !strcmp(s, STD_NAMES[i])) {
+            *scope = i;
+            return RF_OK;
+        }
+    return RF_EARG;
+}
 
 cJSON *rf_prep_cfg_to_json(const rf_prep_cfg *c) {
     cJSON *j = cJSON_CreateObject();
@@ -62,7 +74,8 @@ cJSON *rf_prep_cfg_to_json(const rf_prep_cfg *c) {
     cJSON_AddNumberToObject(j, "post_s", c->post_s);
     cJSON_AddItemToObject(j, "codes", cJSON_CreateStringArray((const char *const *)c->codes, c->n_codes));
     cJSON_AddNumberToObject(j, "trim_wake_min", c->trim_wake_min);
-    cJSON_AddBoolToObject(j, "robust_standardisation", c->robust);
+    cJSON_AddBoolToObject(j, "robust_standardisation", c->robust != RF_STD_NONE);
+    cJSON_AddStringToObject(j, "standardisation", rf_std_scope_name(c->robust));
     cJSON_AddNumberToObject(j, "reject_absz", c->reject_absz);
     cJSON_AddNumberToObject(j, "reject_ptp", c->reject_ptp);
     cJSON_AddBoolToObject(j, "strict_edf", c->strict_edf);
@@ -129,7 +142,10 @@ int rf_prep_cfg_from_manifest(const char *path, rf_prep_cfg *c, char ***class_na
         robust_d = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "robust_standardisation"));
         strict_d = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(s, "strict_edf"));
         c->order = (int)order;
-        c->robust = (int)robust_d;
+        c->robust = robust_d ? RF_STD_RECORDING : RF_STD_NONE;
+        const cJSON *sc = cJSON_GetObjectItemCaseSensitive(s, "standardisation");
+        if (sc && rf_std_scope_parse(cJSON_IsString(sc) ? sc->valuestring : NULL, &c->robust))
+            rc = rf_err_set(e, RF_EFORMAT, "%s: settings field \"standardisation\" must be none, recording or subject", path);
         c->strict_edf = (int)strict_d;
     }
     const cJSON *cn = cJSON_GetObjectItemCaseSensitive(m, "class_names"), *it;
@@ -293,24 +309,23 @@ static void warn_cb(void *ctx, const char *msg) {
     snprintf(ro->warning, sizeof ro->warning, "%s", msg);
 }
 
-static int process_recording(const rf_prep_cfg *c, const rf_prep_row *row, int label, int subj, int rec_id,
-                             acc *a, rec_out *ro, rf_err *e) {
+/* Opens a recording and reads its selected channels, filtered and resampled: *xp is
+ * C x *mp samples at *rate_out Hz (caller frees); *rp stays open for the annotations. */
+static int load_signal(const rf_prep_cfg *c, const rf_prep_row *row, rf_edf **rp, double **xp, int64_t *mp,
+                       double *rate_out, rec_out *ro, rf_err *e) {
     rf_edf_opts o;
     rf_edf_opts_default(&o);
     o.strict_size = c->strict_edf;
     o.warn = warn_cb;
     o.warn_ctx = ro;
     rf_edf *r = NULL;
+    *rp = NULL;
+    *xp = NULL;
     int rc = rf_edf_open_opts(row->file, &o, &r, e);
     if (rc) return rc;
     int idx[RF_PREP_MAX_CHANNELS];
-    double *x = NULL, *y = NULL, *onsets = NULL, *wbuf = NULL;
-    float *wf = NULL;
-    int *labs = NULL;
-    unsigned char *keep = NULL;
+    double *x = NULL, *y = NULL;
     rf_sos sos = {0};
-    rf_robust_stats rs = {0};
-    rf_windows win = {0};
     const int C = c->n_channels;
     if ((rc = rf_edf_select_channels(r, (const char *const *)c->channels, C, idx, e))) goto done;
     const double fs = rf_edf_rate(r, idx[0]);
@@ -341,7 +356,109 @@ static int process_recording(const rf_prep_cfg *c, const rf_prep_row *row, int l
         x = y;
         y = NULL;
     }
-    if (c->robust) {
+    *rp = r;
+    *xp = x;
+    *mp = m;
+    *rate_out = rate;
+    r = NULL;
+    x = NULL;
+done:
+    free(x);
+    free(y);
+    rf_sos_free(&sos);
+    rf_edf_free(r);
+    return rc;
+}
+
+/* Robust statistics pooled over all recordings of one subject (rows rows[0..n)). */
+static int subject_stats(const rf_prep_cfg *c, const rf_prep_list *list, const int *rows, int n, rf_robust_stats *rs,
+                         rf_err *e) {
+    double *all = NULL;
+    int64_t total = 0;
+    const int C = c->n_channels;
+    int rc = RF_OK;
+    for (int k = 0; k < n && !rc; k++) {
+        rec_out ro = {0};
+        rf_edf *r = NULL;
+        double *x = NULL, rate;
+        int64_t m;
+        const rf_prep_row *row = &list->rows[rows[k]];
+        if ((rc = load_signal(c, row, &r, &x, &m, &rate, &ro, e))) {
+            rf_err_prefix(e, rc, "recording %s (list line %d)", row->file, row->line);
+            break;
+        }
+        double *grown = realloc(all, sizeof(double) * (size_t)C * (size_t)(total + m));
+        if (!grown) {
+            rc = rf_err_set(e, RF_ENOMEM, "out of memory pooling the recordings of subject %s", list->rows[rows[0]].subject);
+        } else {
+            all = grown;
+            /* channel-major: move the earlier channels apart, then append this recording */
+            for (int ch = C - 1; ch >= 0; ch--) {
+                memmove(all + (size_t)ch * (total + m), all + (size_t)ch * total, sizeof(double) * (size_t)total);
+                memcpy(all + (size_t)ch * (total + m) + total, x + (size_t)ch * m, sizeof(double) * (size_t)m);
+            }
+            total += m;
+        }
+        free(x);
+        rf_edf_free(r);
+    }
+    if (!rc && (rc = rf_robust_fit(all, C, total, 1e-6, rs, e)))
+        rf_err_prefix(e, rc, "subject %s", list->rows[rows[0]].subject);
+    free(all);
+    return rc;
+}
+
+/* Standardisation by subject: (*first)[i] is the first list row of row i's subject, and
+ * (*stats)[(*first)[i]] the statistics pooled over that subject's recordings. */
+static int pool_subject_stats(const rf_prep_cfg *c, const rf_prep_list *list, int **first, rf_robust_stats **stats,
+                              int progress, rf_err *e) {
+    int *rows = malloc(sizeof(int) * (size_t)list->n);
+    *first = malloc(sizeof(int) * (size_t)list->n);
+    *stats = calloc((size_t)list->n, sizeof **stats);
+    if (!rows || !*first || !*stats) {
+        free(rows);
+        return rf_err_set(e, RF_ENOMEM, "out of memory");
+    }
+    for (int i = 0; i < list->n; i++) {
+        (*first)[i] = i;
+        for (int k = 0; k < i; k++)
+            if (!strcmp(list->rows[k].subject, list->rows[i].subject)) {
+                (*first)[i] = (*first)[k];
+                break;
+            }
+    }
+    int rc = RF_OK;
+    for (int i = 0; i < list->n && !rc; i++) {
+        if ((*first)[i] != i) continue;
+        int n = 0;
+        for (int k = i; k < list->n; k++)
+            if ((*first)[k] == i) rows[n++] = k;
+        rc = subject_stats(c, list, rows, n, &(*stats)[i], e);
+        if (!rc && progress)
+            fprintf(stderr, "renflow eeg prepare: standardisation statistics of subject %s from %d recording%s\n",
+                    list->rows[i].subject, n, n == 1 ? "" : "s");
+    }
+    free(rows);
+    return rc;
+}
+
+/* subj_rs: the subject's pooled statistics (standardisation by subject), else NULL. */
+static int process_recording(const rf_prep_cfg *c, const rf_prep_row *row, int label, int subj, int rec_id,
+                             const rf_robust_stats *subj_rs, acc *a, rec_out *ro, rf_err *e) {
+    rf_edf *r = NULL;
+    double *x = NULL, *onsets = NULL, *wbuf = NULL, rate;
+    int64_t m;
+    float *wf = NULL;
+    int *labs = NULL;
+    unsigned char *keep = NULL;
+    rf_robust_stats rs = {0};
+    rf_windows win = {0};
+    const int C = c->n_channels;
+    int rc = load_signal(c, row, &r, &x, &m, &rate, ro, e);
+    if (rc) goto done;
+    if (c->robust == RF_STD_SUBJECT) {
+        if ((rc = rf_robust_apply(subj_rs, x, C, m, e))) goto done;
+    } else if (c->robust) {
         if ((rc = rf_robust_fit(x, C, m, 1e-6, &rs, e)) || (rc = rf_robust_apply(&rs, x, C, m, e))) goto done;
     }
     int64_t nw;
@@ -377,14 +494,12 @@ static int process_recording(const rf_prep_cfg *c, const rf_prep_row *row, int l
 done:
     if (rc) rf_err_prefix(e, rc, "recording %s (list line %d)", row->file, row->line);
     free(x);
-    free(y);
     free(onsets);
     free(labs);
     free(wbuf);
     free(wf);
     free(keep);
     rf_windows_free(&win);
-    rf_sos_free(&sos);
     rf_robust_stats_free(&rs);
     rf_edf_free(r);
     return rc;
@@ -420,6 +535,8 @@ int rf_eeg_prepare(const char *list_csv, const rf_prep_cfg *cfg0, const char *co
     char **classes = NULL, **subjects = NULL, tmpdir[4096];
     int n_classes = 0, n_subjects = 0;
     acc a = {0};
+    int *first_row = NULL;
+    rf_robust_stats *row_stats = NULL;
     cJSON *recs = cJSON_CreateArray();
     tmpdir[0] = 0;
     if (c.mode == RF_PREP_EVENTS && c.n_codes < 1) {
@@ -464,6 +581,7 @@ int rf_eeg_prepare(const char *list_csv, const rf_prep_cfg *cfg0, const char *co
     a.C = c.n_channels;
     const double len_s = c.mode == RF_PREP_EVENTS ? c.pre_s + c.post_s : c.window_s;
     const double t0 = rf_now();
+    if (c.robust == RF_STD_SUBJECT && (rc = pool_subject_stats(&c, &list, &first_row, &row_stats, progress, e))) goto done;
     for (int i = 0; i < list.n; i++) {
         const rf_prep_row *row = &list.rows[i];
         int label = -1;
@@ -499,7 +617,8 @@ int rf_eeg_prepare(const char *list_csv, const rf_prep_cfg *cfg0, const char *co
             }
         }
         rec_out ro = {0};
-        if ((rc = process_recording(&c, row, label, subj, i, &a, &ro, e))) goto done;
+        if ((rc = process_recording(&c, row, label, subj, i, row_stats ? &row_stats[first_row[i]] : NULL, &a, &ro, e)))
+            goto done;
         sum->dropped_artefact += ro.dropped_artefact;
         sum->dropped_unlabelled += ro.dropped_unlabelled;
         sum->dropped_edge += ro.dropped_edge;
@@ -552,7 +671,8 @@ int rf_eeg_prepare(const char *list_csv, const rf_prep_cfg *cfg0, const char *co
     cJSON_AddItemToObject(m, "channels", cJSON_CreateStringArray((const char *const *)c.channels, c.n_channels));
     cJSON_AddNumberToObject(m, "rate_hz", c.rate);
     cJSON_AddNumberToObject(m, "window_samples", a.T);
-    cJSON_AddStringToObject(m, "units", c.robust ? "robust z (per recording and channel)" : "physical (uV)");
+    cJSON_AddStringToObject(m, "units", c.robust == RF_STD_SUBJECT ? "robust z (per subject and channel)"
+                                        : c.robust ? "robust z (per recording and channel)" : "physical (uV)");
     cJSON_AddItemToObject(m, "class_names", cJSON_CreateStringArray((const char *const *)classes, n_classes));
     cJSON_AddItemToObject(m, "subjects", cJSON_CreateStringArray((const char *const *)subjects, n_subjects));
     long *per = calloc((size_t)n_classes, sizeof *per);
@@ -607,6 +727,9 @@ done:
     if (own_channels)
         for (int k = 0; k < c.n_channels; k++) free(c.channels[k]);
     acc_free(&a);
+    for (int i = 0; row_stats && i < list.n; i++) rf_robust_stats_free(&row_stats[i]);
+    free(row_stats);
+    free(first_row);
     rf_prep_list_free(&list);
     return rc;
 }

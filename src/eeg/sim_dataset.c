@@ -48,6 +48,8 @@ static cJSON *manifest(const rf_eegsim_data *d, const rf_eegsim_config *c, uint6
     cJSON *ch = cJSON_AddArrayToObject(m, "channels");
     for (int i = 0; i < d->channels; i++) cJSON_AddItemToArray(ch, cJSON_CreateString(d->channel_names[i]));
     cJSON_AddNumberToObject(m, "rate", d->rate);
+    cJSON_AddNumberToObject(m, "rate_hz", d->rate); /* the key of prepared data sets */
+    cJSON_AddNumberToObject(m, "window_samples", d->T);
     cJSON_AddNumberToObject(m, "window_s", d->T / d->rate);
     cJSON_AddNumberToObject(m, "samples", d->T);
     cJSON_AddStringToObject(m, "units", "uV");

@@ -1,0 +1,109 @@
+/* Input transforms: band-power features of windows (the band of a pure tone carries its power),
+ * temporal context within recordings (edges repeat, recordings never mix), the meta record that
+ * eval re-applies, and clear errors for bad input. */
+#include <cjson/cJSON.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testutil.h"
+
+/* n windows of C channels x T samples at fs: channel c of window i is a tone of freq[c] Hz. */
+static void tone_dataset(rf_dataset *d, int n, int C, int T, const double *freq, double fs) {
+    memset(d, 0, sizeof *d);
+    assert_int_equal(rf_matrix_alloc(&d->x, n, C * T, NULL), RF_OK);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < C; c++)
+            for (int t = 0; t < T; t++)
+                d->x.x[(size_t)i * C * T + (size_t)c * T + t] = (float)((1 + i) * sin(2 * M_PI * freq[c] * t / fs + 0.3 * c));
+    d->channels = C;
+    d->length = T;
+}
+
+static void test_bandpower(void **state) {
+    (void)state;
+    const double fs = 128, freq[3] = {2.5, 10.0, 20.0}; /* delta, alpha, beta */
+    const int want[3] = {RF_BAND_DELTA, RF_BAND_ALPHA, RF_BAND_BETA};
+    rf_dataset d;
+    tone_dataset(&d, 4, 3, 512, freq, fs);
+    rf_input_tf t = {.bandpower = 1, .rate = fs};
+    rf_err e = {0};
+    assert_int_equal(rf_input_apply(&d, &t, &e), RF_OK);
+    assert_int_equal(d.x.d, 3 * RF_BAND_COUNT);
+    assert_int_equal(d.channels, 0);
+    assert_true(fabs(t.seg_s - 2.0) < 1e-12); /* default Welch segment recorded */
+    for (int i = 0; i < 4; i++)
+        for (int c = 0; c < 3; c++) {
+            const float *f = d.x.x + (size_t)i * d.x.d + (size_t)c * RF_BAND_COUNT;
+            int best = 0;
+            for (int b = 1; b < RF_BAND_COUNT; b++)
+                if (b != RF_BAND_SIGMA && f[b] > f[best]) best = b; /* sigma overlaps alpha/beta */
+            assert_int_equal(best, want[c]);
+            /* amplitude (1 + i): log10 power grows by 2 log10((1 + i) / 1) */
+            const float *f0 = d.x.x + (size_t)c * RF_BAND_COUNT;
+            assert_true(fabs((f[want[c]] - f0[want[c]]) - 2 * log10(1.0 + i)) < 1e-3);
+        }
+    /* the recorded transform, re-applied from JSON, gives the same features */
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddItemToObject(meta, "input", rf_input_to_json(&t));
+    rf_dataset d2;
+    tone_dataset(&d2, 4, 3, 512, freq, fs);
+    assert_int_equal(rf_input_apply_meta(&d2, meta, &e), RF_OK);
+    assert_int_equal(d2.x.d, d.x.d);
+    assert_memory_equal(d2.x.x, d.x.x, sizeof(float) * (size_t)d.x.n * d.x.d);
+    /* already features: a clear error */
+    assert_int_equal(rf_dataset_bandpower(&d2, fs, 2, &e), RF_EARG);
+    assert_non_null(strstr(e.msg, "windows"));
+    cJSON_Delete(meta);
+    rf_dataset_free(&d);
+    rf_dataset_free(&d2);
+    /* no rate known: error naming the rate */
+    tone_dataset(&d, 2, 3, 512, freq, fs);
+    rf_input_tf t0 = {.bandpower = 1};
+    assert_int_equal(rf_input_apply(&d, &t0, &e), RF_EARG);
+    assert_non_null(strstr(e.msg, "rate"));
+    rf_dataset_free(&d);
+}
+
+static void test_context(void **state) {
+    (void)state;
+    /* two recordings: rows 0..2 (values 10, 11, 12) and rows 3..4 (20, 21), 1 feature each */
+    rf_dataset d = {0};
+    assert_int_equal(rf_matrix_alloc(&d.x, 5, 1, NULL), RF_OK);
+    const float v[5] = {10, 11, 12, 20, 21};
+    memcpy(d.x.x, v, sizeof v);
+    rf_err e = {0};
+    assert_int_equal(rf_dataset_context(&d, 1, &e), RF_EARG); /* no recording ids */
+    assert_non_null(strstr(e.msg, "recording"));
+    d.recordings = malloc(sizeof(int) * 5);
+    const int r[5] = {0, 0, 0, 1, 1};
+    memcpy(d.recordings, r, sizeof r);
+    assert_int_equal(rf_dataset_context(&d, 1, &e), RF_OK);
+    assert_int_equal(d.x.d, 3);
+    const float want[15] = {10, 10, 11, 10, 11, 12, 11, 12, 12, 20, 20, 21, 20, 21, 21};
+    assert_memory_equal(d.x.x, want, sizeof want);
+    assert_int_equal(rf_dataset_context(&d, 65, &e), RF_EARG);
+    /* context 0 is the identity; the meta record of the identity is NULL */
+    rf_input_tf id = {0};
+    assert_null(rf_input_to_json(&id));
+    assert_int_equal(rf_dataset_context(&d, 0, &e), RF_OK);
+    assert_int_equal(d.x.d, 3);
+    /* malformed meta names the field */
+    cJSON *meta = cJSON_Parse("{\"input\": {\"features\": \"wavelet\", \"context\": 1}}");
+    assert_int_equal(rf_input_apply_meta(&d, meta, &e), RF_EFORMAT);
+    assert_non_null(strstr(e.msg, "input.features"));
+    cJSON_Delete(meta);
+    meta = cJSON_Parse("{\"input\": {\"features\": \"raw\", \"context\": -3}}");
+    assert_int_equal(rf_input_apply_meta(&d, meta, &e), RF_EFORMAT);
+    assert_non_null(strstr(e.msg, "input.context"));
+    cJSON_Delete(meta);
+    rf_dataset_free(&d);
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_bandpower),
+        cmocka_unit_test(test_context),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
