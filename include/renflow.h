@@ -20,6 +20,10 @@
 #include "renflow/tsflow.h"
 #include "renflow/eegsim.h"
 #include "renflow/explain.h"
+#include "renflow/search.h"
+#include "renflow/morph.h"
+#include "renflow/importance.h"
+#include "renflow/pareto.h"
 #include "renflow/features.h"
 
 #endif
