@@ -100,10 +100,49 @@ static void test_context(void **state) {
     rf_dataset_free(&d);
 }
 
+/* Standardisation by subject: a subject recorded at 10x the amplitude and an offset comes out
+ * like the other (median 0, robust scale 1 per channel), and the relative level of two windows
+ * of one subject is kept. */
+static void test_standardise_subjects(void **state) {
+    (void)state;
+    const int n = 40, C = 2, T = 64;
+    rf_dataset d = {0};
+    assert_int_equal(rf_matrix_alloc(&d.x, n, C * T, NULL), RF_OK);
+    d.channels = C;
+    d.length = T;
+    rf_err e = {0};
+    assert_int_equal(rf_dataset_standardise_subjects(&d, &e), RF_EARG); /* no subject ids */
+    assert_non_null(strstr(e.msg, "subject"));
+    d.subjects = malloc(sizeof(int) * n);
+    rf_rng r;
+    rf_rng_seed(&r, 4);
+    for (int i = 0; i < n; i++) {
+        d.subjects[i] = i % 2;
+        const double a = (i % 2 ? 10.0 : 1.0) * (i < 20 ? 1.0 : 2.0), off = i % 2 ? 50.0 : -3.0;
+        for (int k = 0; k < C * T; k++) d.x.x[(size_t)i * C * T + k] = (float)(off + a * rf_rng_normal(&r));
+    }
+    assert_int_equal(rf_dataset_standardise_subjects(&d, &e), RF_OK);
+    double rms[2][2] = {{0, 0}, {0, 0}}, mean[2] = {0, 0};
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < C * T; k++) {
+            const double v = d.x.x[(size_t)i * C * T + k];
+            rms[i % 2][i >= 20] += v * v;
+            mean[i % 2] += v;
+        }
+    for (int s = 0; s < 2; s++) {
+        const double lo = sqrt(rms[s][0] / (10 * C * T)), hi = sqrt(rms[s][1] / (10 * C * T));
+        assert_true(fabs(mean[s] / (20 * C * T)) < 0.15);
+        assert_true(fabs(hi / lo - 2) < 0.25); /* within-subject level difference survives */
+        assert_true(lo > 0.5 && lo < 1.2);
+    }
+    rf_dataset_free(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bandpower),
         cmocka_unit_test(test_context),
+        cmocka_unit_test(test_standardise_subjects),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

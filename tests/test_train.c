@@ -80,6 +80,14 @@ static void test_exact_resume(void **s) {
     assert_int_equal(stat(ck, &st), 0);
     rf_train_result_free(&r2);
     rf_flow_free(b);
+    /* without an output path a stop cannot checkpoint: it is reported as an interruption */
+    b = fresh(3);
+    c.out_path = NULL;
+    assert_int_equal(rf_train(b, &tr, NULL, &va, NULL, &c, &r2, &e), RF_EINTERRUPTED);
+    assert_non_null(strstr(e.msg, "no checkpoint"));
+    rf_train_result_free(&r2);
+    rf_flow_free(b);
+    c.out_path = p2;
     /* a run with another seed has other LU pivots: resuming into it must be refused */
     b = fresh(777);
     c.max_steps = 0;

@@ -25,6 +25,11 @@ int rf_dataset_bandpower(rf_dataset *d, double rate, double seg_s, rf_err *e);
  * d->recordings, rows of a recording consecutive and in temporal order); d->channels = 0. */
 int rf_dataset_context(rf_dataset *d, int K, rf_err *e);
 
+/* In place: each subject's windows robustly standardised per channel (median, 1.4826 MAD over
+ * all of that subject's samples; no labels). For windows that did not come from
+ * `renflow eeg prepare --standardise subject` (e.g. simulated ones). */
+int rf_dataset_standardise_subjects(rf_dataset *d, rf_err *e);
+
 /* Applies band power (rate from t->rate, else from the manifest's "rate_hz") then context;
  * fills in the rate and segment length it used, so that rf_input_to_json records them. */
 int rf_input_apply(rf_dataset *d, rf_input_tf *t, rf_err *e);

@@ -33,6 +33,8 @@ typedef struct rf_eeg_demo_cfg {
     const char *mode;     /* "arithmetic" (rest vs task, default) or "sleep" */
     int subjects, windows_per_class, channels;
     double rate, window_s;
+    double task_effect;   /* arithmetic: size of the task effect (simulator default 1 is subtle and
+                             varies across subjects; the demo uses 2.5, a clear effect) */
     int folds, epochs, batch, threads, progress;
     float lr;
     uint64_t seed;

@@ -133,3 +133,44 @@ int rf_input_apply_meta(rf_dataset *d, const cJSON *meta, rf_err *e) {
     t.context = (int)k->valuedouble;
     return rf_input_apply(d, &t, e);
 }
+
+int rf_dataset_standardise_subjects(rf_dataset *d, rf_err *e) {
+    if (d->channels <= 0 || d->length < 1)
+        return rf_err_set(e, RF_EARG, "standardisation by subject needs windows (channels x samples)");
+    if (!d->subjects) return rf_err_set(e, RF_EARG, "standardisation by subject needs subject ids");
+    const int C = d->channels, T = d->length;
+    int *ids = NULL, n_ids = 0, rc = rf_subjects_unique(d->subjects, d->x.n, &ids, &n_ids, e);
+    if (rc) return rc;
+    for (int s = 0; s < n_ids && !rc; s++) {
+        int m = 0;
+        for (int i = 0; i < d->x.n; i++) m += d->subjects[i] == ids[s];
+        /* channel-major copy of the subject's windows: C x (m * T) */
+        double *buf = malloc(sizeof(double) * (size_t)C * m * T);
+        if (!buf) {
+            rc = rf_err_set(e, RF_ENOMEM, "out of memory for subject %d", ids[s]);
+            break;
+        }
+        for (int i = 0, k = 0; i < d->x.n; i++) {
+            if (d->subjects[i] != ids[s]) continue;
+            for (int c = 0; c < C; c++)
+                for (int t = 0; t < T; t++)
+                    buf[(size_t)c * m * T + (size_t)k * T + t] = d->x.x[(size_t)i * C * T + (size_t)c * T + t];
+            k++;
+        }
+        rf_robust_stats rs = {0};
+        if (!(rc = rf_robust_fit(buf, C, (int64_t)m * T, 1e-12, &rs, e))) {
+            for (int i = 0; i < d->x.n; i++) {
+                if (d->subjects[i] != ids[s]) continue;
+                float *w = d->x.x + (size_t)i * C * T;
+                for (int c = 0; c < C; c++)
+                    for (int t = 0; t < T; t++) w[(size_t)c * T + t] = (float)((w[(size_t)c * T + t] - rs.median[c]) / rs.scale[c]);
+            }
+        } else {
+            rf_err_prefix(e, rc, "subject %d", ids[s]);
+        }
+        rf_robust_stats_free(&rs);
+        free(buf);
+    }
+    free(ids);
+    return rc;
+}

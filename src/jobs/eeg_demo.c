@@ -8,6 +8,7 @@
 
 #include "renflow/crossval.h"
 #include "renflow/eegsim.h"
+#include "renflow/features.h"
 #include "renflow/jobs.h"
 #include "renflow/tsflow.h"
 
@@ -20,6 +21,7 @@ void rf_eeg_demo_cfg_default(rf_eeg_demo_cfg *c) {
     c->channels = 8;
     c->rate = 64;
     c->window_s = 4;
+    c->task_effect = 2.5;
     c->folds = 4;
     c->epochs = 12;
     c->batch = 64;
@@ -48,6 +50,7 @@ int rf_eeg_demo_run(const rf_eeg_demo_cfg *c, rf_eeg_demo_result *r, rf_err *e) 
     sc.channels = c->channels;
     sc.rate = c->rate;
     sc.window_s = c->window_s;
+    if (mode == RF_EEGSIM_ARITHMETIC) sc.task_effect = c->task_effect;
     rf_rng rng;
     rf_rng_seed(&rng, c->seed);
     rf_eegsim_data sim = {0};
@@ -59,6 +62,8 @@ int rf_eeg_demo_run(const rf_eeg_demo_cfg *c, rf_eeg_demo_result *r, rf_err *e) 
     snprintf(r->data_dir, sizeof r->data_dir, "%s/simulated-eeg", c->out_dir);
     if ((rc = rf_eegsim_write_dir(&sim, &sc, c->seed, r->data_dir, e))) goto out;
     if ((rc = rf_eegsim_to_dataset(&sim, &sc, c->seed, &ds, e))) goto out;
+    /* as `eeg prepare --standardise subject`: per subject and channel, no labels */
+    if ((rc = rf_dataset_standardise_subjects(&ds, e))) goto out;
     r->windows = ds.x.n;
     r->n_classes = ds.n_classes;
     if (c->progress)
