@@ -84,4 +84,7 @@ typedef struct ex_contrib_plot {
 int ex_plot_contributions(const char *path, const ex_names *nm, const ex_contrib_plot *p,
                           rf_err *e);
 
+/* Pearson correlation over the pairs where both values are finite (NAN below 2 pairs). */
+double rf_explain_pearson(const double *a, const double *b, int n);
+
 #endif

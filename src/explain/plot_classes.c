@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "explain_internal.h"
 #include "plot_common.h"
 #include "renflow/dsp.h"
 #include "renflow/tsflow.h"
@@ -12,26 +13,6 @@
 #define OUTER 14.0
 #define LEGEND_H 26.0
 
-static double pearson_d(const double *a, const double *b, int n) {
-    double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
-    int k = 0;
-    for (int i = 0; i < n; i++)
-        if (isfinite(a[i]) && isfinite(b[i])) {
-            ma += a[i];
-            mb += b[i];
-            k++;
-        }
-    if (k < 2) return NAN;
-    ma /= k;
-    mb /= k;
-    for (int i = 0; i < n; i++)
-        if (isfinite(a[i]) && isfinite(b[i])) {
-            sab += (a[i] - ma) * (b[i] - mb);
-            saa += (a[i] - ma) * (a[i] - ma);
-            sbb += (b[i] - mb) * (b[i] - mb);
-        }
-    return saa > 0 && sbb > 0 ? sab / sqrt(saa * sbb) : NAN;
-}
 
 /* ---------------------------------------------------------------- feature profiles */
 
@@ -82,7 +63,7 @@ int ex_plot_profiles(const char *path, const ex_names *nm, int D, const float *p
         char t[256];
         if (dm)
             snprintf(t, sizeof t, "class %s (%ld rows): r(sample mean, data mean) = %.3f, r(prototype, data mean) = %.3f",
-                     nm->cls[c], dm->count[c], pearson_d(smu, dmu, D), pearson_d(pv, dmu, D));
+                     nm->cls[c], dm->count[c], rf_explain_pearson(smu, dmu, D), rf_explain_pearson(pv, dmu, D));
         else
             snprintf(t, sizeof t, "class %s", nm->cls[c]);
         viz_axes a;

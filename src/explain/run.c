@@ -182,7 +182,8 @@ static cJSON *jbands(const rf_explain_bands *b, const double *v) {
     return o;
 }
 
-static double pearson(const double *a, const double *b, int n) {
+/* Pearson correlation over the pairs where both values are finite (NAN below 2 pairs). */
+double rf_explain_pearson(const double *a, const double *b, int n) {
     double ma = 0, mb = 0, sab = 0, saa = 0, sbb = 0;
     int k = 0;
     for (int i = 0; i < n; i++)
@@ -385,8 +386,8 @@ static int do_prototypes(run *r, rf_err *e) {
                         k++;
                     }
                 }
-                cJSON_AddNumberToObject(o, "sample_mean_vs_data_mean_r", pearson(sm.mean + (size_t)c * D, m, D));
-                cJSON_AddNumberToObject(o, "prototype_vs_data_mean_r", pearson(raw, m, D));
+                cJSON_AddNumberToObject(o, "sample_mean_vs_data_mean_r", rf_explain_pearson(sm.mean + (size_t)c * D, m, D));
+                cJSON_AddNumberToObject(o, "prototype_vs_data_mean_r", rf_explain_pearson(raw, m, D));
                 cJSON_AddNumberToObject(o, "sample_mean_rmse_in_data_sd", k ? sqrt(rmse / k) : NAN);
                 cJSON_AddNumberToObject(o, "sample_sd_over_data_sd_geomean", k ? exp(sdr / k) : NAN);
             }
