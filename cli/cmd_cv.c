@@ -51,7 +51,11 @@ int rf_cli_cv(int argc, char **argv) {
         cfg.disc = &dc;
     }
     rf_cv_result r;
-    if (rf_crossval(&d, &a.spec, &a.cfg, &cfg, &r, &e)) {
+    cJSON *input = rf_input_to_json(&a.input);
+    cfg.input = input;
+    const int cv_rc = rf_crossval(&d, &a.spec, &a.cfg, &cfg, &r, &e);
+    cJSON_Delete(input);
+    if (cv_rc) {
         rf_dataset_free(&d);
         return rf_runtime_error(C, &e);
     }

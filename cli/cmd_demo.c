@@ -7,22 +7,24 @@
 
 static const char USAGE[] =
     "usage: renflow demo [--out-dir DIR] [--dataset ring|moons] [--flow TYPE] [--epochs E] [--seed S] [--json]\n"
-    "       renflow demo --eeg [--mode arithmetic|sleep] [--subjects N] [--folds K] [--out-dir DIR] ...\n"
+    "       renflow demo --eeg [--mode arithmetic|sleep] [--features bandpower|raw] [--subjects N]\n"
+    "                          [--folds K] [--out-dir DIR] ...\n"
     "\n"
     "Trains a flow on a built-in 2-D synthetic density, prints the test NLL and writes\n"
     "DIR/model.rf, DIR/samples.npy, DIR/density.png|svg and DIR/training-curve.png\n"
     "(default DIR: renflow-demo).\n"
     "\n"
     "With --eeg: simulates EEG (rest vs mental arithmetic, or sleep stages; 8 channels at 64 Hz,\n"
-    "4 s windows), writes it as a prepared data set, cross-validates a class-conditional\n"
-    "time-series flow by subject and prints accuracy, balanced accuracy, macro-F1 and kappa\n"
+    "4 s windows), writes it as a prepared data set, standardises it by subject, cross-validates\n"
+    "a class-conditional flow by subject (on log band powers, or with --features raw a time-series\n"
+    "flow on the windows) and prints accuracy, balanced accuracy, macro-F1 and kappa\n"
     "(default DIR: renflow-eeg-demo; DIR/simulated-eeg/, DIR/model-fold<k>.rf, DIR/cv.json).\n";
 
-enum { O_DIR = 256, O_DATASET, O_FLOW, O_EPOCHS, O_SEED, O_THREADS, O_JSON, O_QUIET, O_EEG, O_MODE, O_SUBJ, O_FOLDS };
+enum { O_DIR = 256, O_DATASET, O_FLOW, O_EPOCHS, O_SEED, O_THREADS, O_JSON, O_QUIET, O_EEG, O_MODE, O_SUBJ, O_FOLDS, O_FEAT };
 static const struct option LONGOPTS[] = {{"out-dir", 1, 0, O_DIR}, {"dataset", 1, 0, O_DATASET}, {"flow", 1, 0, O_FLOW},
                                          {"epochs", 1, 0, O_EPOCHS}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
                                          {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"eeg", 0, 0, O_EEG}, {"mode", 1, 0, O_MODE},
-                                         {"subjects", 1, 0, O_SUBJ}, {"folds", 1, 0, O_FOLDS}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+                                         {"subjects", 1, 0, O_SUBJ}, {"folds", 1, 0, O_FOLDS}, {"features", 1, 0, O_FEAT}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 static int eeg_demo(const rf_eeg_demo_cfg *cfg, int json) {
     rf_err e = {0};
@@ -71,6 +73,7 @@ int rf_cli_demo(int argc, char **argv) {
         case O_DIR: dir = optarg; break;
         case O_EEG: eeg = 1; break;
         case O_MODE: ecfg.mode = optarg; break;
+        case O_FEAT: ecfg.features = optarg; break;
         case O_SUBJ: rc = rf_arg_int(C, "subjects", optarg, 2, 10000, &ecfg.subjects); break;
         case O_FOLDS: rc = rf_arg_int(C, "folds", optarg, 2, 10000, &ecfg.folds); break;
         case O_DATASET: cfg.dataset = optarg; break;
@@ -90,6 +93,8 @@ int rf_cli_demo(int argc, char **argv) {
     if (eeg) {
         if (strcmp(ecfg.mode, "arithmetic") && strcmp(ecfg.mode, "sleep"))
             return rf_usage_error(C, "option --mode: expected arithmetic or sleep, got '%s'", ecfg.mode);
+        if (strcmp(ecfg.features, "bandpower") && strcmp(ecfg.features, "raw"))
+            return rf_usage_error(C, "option --features: expected bandpower or raw, got '%s'", ecfg.features);
         if (epochs) ecfg.epochs = epochs;
         if (dir) ecfg.out_dir = dir;
         return eeg_demo(&ecfg, json);

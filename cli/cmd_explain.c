@@ -151,7 +151,9 @@ int rf_cli_explain(int argc, char **argv) {
         rf_err_prefix(&e, RF_EARG, "%s", model);
         goto fail;
     }
-    if (rf_dataset_read(data, labels, subjects, &ds, &e) || rf_explain_data_shape(f, &ds, &nchan, &T, &e)) goto fail;
+    if (rf_dataset_read(data, labels, subjects, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e) ||
+        rf_explain_data_shape(f, &ds, &nchan, &T, &e))
+        goto fail;
     /* option values that depend on the data: usage errors */
     const int K = f->base.n_classes;
     if (cnames && set_class_names(&ds, K, cnames, &e)) goto usage;

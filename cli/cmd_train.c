@@ -33,6 +33,8 @@ static const char USAGE[] =
     "  --standardize MODE    none | zscore | robust (median/IQR; default zscore), fitted on train\n"
     "  --features F          raw (default) | bandpower: log10 Welch band powers (delta, theta,\n"
     "                        alpha, sigma, beta, gamma) of each window of a prepared directory\n"
+    "  --subject-standardise standardise each subject's windows per channel (median, MAD) first\n"
+    "                        (for windows not prepared with --standardise subject; no labels)\n"
     "  --context K           add the K previous and K next rows of the same recording to each\n"
     "                        row (sequence data such as sleep epochs; needs recording ids)\n"
     "  --drop-outliers Z     drop training rows whose robust z-score exceeds Z in any column\n"
@@ -42,6 +44,9 @@ static const char USAGE[] =
     "  --scales S            tsflow: scales (Haar squeeze + blocks + factor-out each)\n"
     "  --kernel K            tsflow: conv kernel size (odd)   --dilation D   conv dilation\n"
     "  --coupling T          tsflow: affine | spline\n"
+    "  --class-init I        class-conditional base start: auto (default: data for tsflow, random\n"
+    "                        for dense flows) | random (class means drawn apart) | data (each\n"
+    "                        class at its latent moments: samples match the classes better)\n"
     "  --class-tie T         tsflow classifier: time (default; one class mean and scale per latent\n"
     "                        channel, shared over time) | none (one per latent dimension)\n"
     "  --blocks N            flow blocks (default 5)\n"
@@ -87,7 +92,7 @@ static const char USAGE[] =
 enum {
     O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT
 };
 
 static const struct option LONGOPTS[] = {
@@ -100,7 +105,7 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 
 
@@ -171,6 +176,13 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_FEATURES:
             if (!strcmp(optarg, "bandpower")) a->input.bandpower = 1;
             else if (strcmp(optarg, "raw")) rc = rf_usage_error(C, "option --features: expected raw or bandpower, got '%s'", optarg);
+            break;
+        case O_SUBJSTD: a->input.std_subject = 1; break;
+        case O_CLASSINIT:
+            if (!strcmp(optarg, "auto")) a->cfg.class_init = -1;
+            else if (!strcmp(optarg, "random")) a->cfg.class_init = 0;
+            else if (!strcmp(optarg, "data")) a->cfg.class_init = 1;
+            else rc = rf_usage_error(C, "option --class-init: expected auto, random or data, got '%s'", optarg);
             break;
         case O_CONTEXT: rc = rf_arg_int(C, "context", optarg, 0, 64, &a->input.context); break;
         case O_PRIOR: a->prior = optarg; if (!cv) rc = rf_usage_error(C, "--prior belongs to `renflow cv` and `renflow eval`"); break;

@@ -121,7 +121,13 @@ static void test_standardise_subjects(void **state) {
         const double a = (i % 2 ? 10.0 : 1.0) * (i < 20 ? 1.0 : 2.0), off = i % 2 ? 50.0 : -3.0;
         for (int k = 0; k < C * T; k++) d.x.x[(size_t)i * C * T + k] = (float)(off + a * rf_rng_normal(&r));
     }
-    assert_int_equal(rf_dataset_standardise_subjects(&d, &e), RF_OK);
+    /* through the recorded transform, as eval re-applies it */
+    rf_input_tf t = {.std_subject = 1};
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddItemToObject(meta, "input", rf_input_to_json(&t));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "input"), "standardise")->valuestring, "subject");
+    assert_int_equal(rf_input_apply_meta(&d, meta, &e), RF_OK);
+    cJSON_Delete(meta);
     double rms[2][2] = {{0, 0}, {0, 0}}, mean[2] = {0, 0};
     for (int i = 0; i < n; i++)
         for (int k = 0; k < C * T; k++) {

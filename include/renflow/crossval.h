@@ -39,6 +39,8 @@ typedef struct rf_cv_cfg {
                                    fitted to the training labels (needs d->recordings); the
                                    emission weight is chosen on the fold's validation subjects */
     const rf_disc_cfg *disc;    /* non-NULL: a discriminative reference classifier instead of a flow */
+    const struct cJSON *input;  /* the input transform already applied to the data (features.h,
+                                   rf_input_to_json), recorded in each fold's model; may be NULL */
 } rf_cv_cfg;
 
 /* spec: architecture (D and n_classes are set from the data); train: training settings (its

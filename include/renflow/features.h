@@ -1,6 +1,7 @@
 /* renflow features: input transforms of a data set that a model records and re-applies.
  *   - band power: each window (channels x samples at rate Hz) becomes log10 Welch band powers,
  *     channels x RF_BAND_COUNT features (delta, theta, alpha, sigma, beta, gamma; see dsp.h);
+ *   - standardisation by subject: each subject's windows robustly standardised per channel;
  *   - context: row t of a recording becomes [x_{t-K}, ..., x_t, ..., x_{t+K}] (edge rows repeat
  *     the first/last row of their recording), for sequence data such as 30 s sleep epochs.
  * Neither uses labels. A model trained on transformed data stores the transform in its meta
@@ -13,6 +14,7 @@
 struct cJSON;
 
 typedef struct rf_input_tf {
+    int std_subject; /* 1: first standardise each subject's windows (rf_dataset_standardise_subjects) */
     int bandpower;  /* 1: log10 band powers of each window */
     double rate;    /* sampling rate of the windows (Hz), for band power */
     double seg_s;   /* Welch segment length in seconds (0: min(2 s, window)) */
@@ -30,7 +32,7 @@ int rf_dataset_context(rf_dataset *d, int K, rf_err *e);
  * `renflow eeg prepare --standardise subject` (e.g. simulated ones). */
 int rf_dataset_standardise_subjects(rf_dataset *d, rf_err *e);
 
-/* Applies band power (rate from t->rate, else from the manifest's "rate_hz") then context;
+/* Applies standardisation by subject, band power (rate from t->rate, else from the manifest's "rate_hz") then context;
  * fills in the rate and segment length it used, so that rf_input_to_json records them. */
 int rf_input_apply(rf_dataset *d, rf_input_tf *t, rf_err *e);
 /* JSON for a model's meta ("input"); NULL when the transform is the identity. */

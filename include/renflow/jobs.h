@@ -26,8 +26,8 @@ typedef struct rf_demo_result {
 int rf_demo_run(const rf_demo_cfg *c, rf_demo_result *r, rf_err *e);
 
 /* The built-in EEG job: simulated EEG (renflow/eegsim.h; no files needed), written as a prepared
- * data set, then a class-conditional time-series flow cross-validated by subject (every fold's
- * model kept). Writes OUT/simulated-eeg/, OUT/model-fold<k>.rf and OUT/cv.json. */
+ * data set, standardised by subject, then a class-conditional flow on its band powers (or a
+ * time-series flow on the raw windows) cross-validated by subject (every fold's model kept). Writes OUT/simulated-eeg/, OUT/model-fold<k>.rf and OUT/cv.json. */
 typedef struct rf_eeg_demo_cfg {
     const char *out_dir;  /* created if missing */
     const char *mode;     /* "arithmetic" (rest vs task, default) or "sleep" */
@@ -35,6 +35,8 @@ typedef struct rf_eeg_demo_cfg {
     double rate, window_s;
     double task_effect;   /* arithmetic: size of the task effect (simulator default 1 is subtle and
                              varies across subjects; the demo uses 2.5, a clear effect) */
+    const char *features; /* "bandpower" (default: log band powers per channel -> glow
+                             classifier) or "raw" (the windows -> class-conditional tsflow) */
     int folds, epochs, batch, threads, progress;
     float lr;
     uint64_t seed;

@@ -46,6 +46,10 @@ typedef struct rf_train_cfg {
     float ce_weight;     /* hybrid loss weight for class-conditional flows */
     int standardize;     /* 0 none, 1 mean/std, 2 robust (median, IQR) — fitted on train only */
     int init_batch;      /* rows used for the data-dependent (ActNorm) initialisation */
+    int class_init;      /* class-conditional base: -1 auto (data for a base tied over time, else
+                            random), 0 random means (classes start apart: the better classifier on
+                            the Sleep-EDF features), 1 data (each class at the moments of its
+                            latents: class-conditional samples then match the data far better) */
     long max_steps;      /* stop (with a checkpoint, as if interrupted) after this many steps; 0 = off */
     uint64_t seed;
     int threads;         /* OpenMP threads (shards of each batch); 0 = as set. BLAS runs single-threaded. */

@@ -92,6 +92,7 @@ int rf_dataset_context(rf_dataset *d, int K, rf_err *e) {
 
 int rf_input_apply(rf_dataset *d, rf_input_tf *t, rf_err *e) {
     int rc = RF_OK;
+    if (t->std_subject && (rc = rf_dataset_standardise_subjects(d, e))) return rc;
     if (t->bandpower) {
         const cJSON *r = d->manifest ? cJSON_GetObjectItemCaseSensitive(d->manifest, "rate_hz") : NULL;
         if (!(t->rate > 0) && cJSON_IsNumber(r)) t->rate = r->valuedouble;
@@ -102,8 +103,9 @@ int rf_input_apply(rf_dataset *d, rf_input_tf *t, rf_err *e) {
 }
 
 cJSON *rf_input_to_json(const rf_input_tf *t) {
-    if (!t->bandpower && t->context == 0) return NULL;
+    if (!t->bandpower && t->context == 0 && !t->std_subject) return NULL;
     cJSON *j = cJSON_CreateObject();
+    if (t->std_subject) cJSON_AddStringToObject(j, "standardise", "subject");
     cJSON_AddStringToObject(j, "features", t->bandpower ? "bandpower" : "raw");
     if (t->bandpower) {
         cJSON_AddNumberToObject(j, "rate_hz", t->rate);
@@ -131,6 +133,10 @@ int rf_input_apply_meta(rf_dataset *d, const cJSON *meta, rf_err *e) {
         t.seg_s = s->valuedouble;
     }
     t.context = (int)k->valuedouble;
+    const cJSON *st = cJSON_GetObjectItemCaseSensitive(in, "standardise");
+    if (st && (!cJSON_IsString(st) || (strcmp(st->valuestring, "subject") && strcmp(st->valuestring, "none"))))
+        return rf_err_set(e, RF_EFORMAT, "model meta field \"input.standardise\" must be \"subject\" or \"none\"");
+    t.std_subject = st && !strcmp(st->valuestring, "subject");
     return rf_input_apply(d, &t, e);
 }
 

@@ -123,6 +123,7 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         cJSON_AddItemToObject(model->meta, "class_counts", cJSON_CreateDoubleArray(cnt, C));
         cJSON_AddNumberToObject(model->meta, "cv_fold", f);
         cJSON_AddNumberToObject(model->meta, "cv_folds", cfg->folds);
+        if (cfg->input) cJSON_AddItemToObject(model->meta, "input", cJSON_Duplicate(cfg->input, 1));
         free(cnt);
         rf_train_result tres;
         rc = rf_train(model, &tr.x, tr.labels, &va.x, va.labels, &tc, &tres, e);

@@ -22,8 +22,9 @@ void rf_eeg_demo_cfg_default(rf_eeg_demo_cfg *c) {
     c->rate = 64;
     c->window_s = 4;
     c->task_effect = 2.5;
+    c->features = "bandpower";
     c->folds = 4;
-    c->epochs = 12;
+    c->epochs = 30;
     c->batch = 64;
     c->lr = 2e-3f;
     c->threads = 2;
@@ -62,15 +63,29 @@ int rf_eeg_demo_run(const rf_eeg_demo_cfg *c, rf_eeg_demo_result *r, rf_err *e) 
     snprintf(r->data_dir, sizeof r->data_dir, "%s/simulated-eeg", c->out_dir);
     if ((rc = rf_eegsim_write_dir(&sim, &sc, c->seed, r->data_dir, e))) goto out;
     if ((rc = rf_eegsim_to_dataset(&sim, &sc, c->seed, &ds, e))) goto out;
-    /* as `eeg prepare --standardise subject`: per subject and channel, no labels */
-    if ((rc = rf_dataset_standardise_subjects(&ds, e))) goto out;
     r->windows = ds.x.n;
     r->n_classes = ds.n_classes;
     if (c->progress)
         fprintf(stderr, "renflow demo --eeg: simulated %s EEG, %d subjects, %d windows of %d channels x %d samples (%g Hz) -> %s\n",
                 c->mode, c->subjects, ds.x.n, ds.channels, ds.length, sc.rate, r->data_dir);
     rf_flow_spec spec;
-    if ((rc = rf_tsflow_spec_default(&spec, ds.channels, ds.length, e))) goto out;
+    /* standardised by subject (as `eeg prepare --standardise subject`; no labels), then band
+     * powers; the models record the transform, so `renflow eval/explain MODEL --data DIR` on the
+     * written (microvolt) data set applies it again */
+    const int bandpower = !strcmp(c->features, "bandpower");
+    rf_input_tf tf = {.std_subject = 1, .bandpower = bandpower, .rate = sc.rate};
+    if ((rc = rf_input_apply(&ds, &tf, e))) goto out;
+    if (bandpower) {
+        rf_flow_spec_default(&spec, RF_FLOW_GLOW, ds.x.d);
+        spec.blocks = 4;
+        spec.hidden = 64;
+    } else if (!strcmp(c->features, "raw")) {
+        if ((rc = rf_tsflow_spec_default(&spec, ds.channels, ds.length, e))) goto out;
+        spec.class_tie = 1;
+    } else {
+        rc = rf_err_set(e, RF_EARG, "EEG demo: features must be bandpower or raw, got \"%s\"", c->features);
+        goto out;
+    }
     spec.base = RF_BASE_CLASS;
     rf_train_cfg tc;
     rf_train_cfg_default(&tc);
@@ -80,10 +95,14 @@ int rf_eeg_demo_run(const rf_eeg_demo_cfg *c, rf_eeg_demo_result *r, rf_err *e) 
     tc.threads = c->threads;
     tc.progress = c->progress;
     tc.patience = 0;
+    tc.class_init = 1; /* class-conditional samples that match the classes (explain figures) */
     char prefix[4096];
     snprintf(prefix, sizeof prefix, "%s/model", c->out_dir);
-    rf_cv_cfg cc = {.folds = c->folds, .seed = c->seed, .model_prefix = prefix};
-    if ((rc = rf_crossval(&ds, &spec, &tc, &cc, &cv, e))) goto out;
+    cJSON *input = rf_input_to_json(&tf);
+    rf_cv_cfg cc = {.folds = c->folds, .seed = c->seed, .model_prefix = prefix, .input = input};
+    rc = rf_crossval(&ds, &spec, &tc, &cc, &cv, e);
+    cJSON_Delete(input);
+    if (rc) goto out;
     snprintf(r->model_path, sizeof r->model_path, "%s/model-fold1.rf", c->out_dir);
     snprintf(r->report_path, sizeof r->report_path, "%s/cv.json", c->out_dir);
     j = rf_cv_result_to_json(&cv, (const char *const *)ds.class_names);
@@ -91,6 +110,8 @@ int rf_eeg_demo_run(const rf_eeg_demo_cfg *c, rf_eeg_demo_result *r, rf_err *e) 
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)c->seed);
     cJSON_AddStringToObject(j, "seed", seed);
     cJSON_AddStringToObject(j, "data", r->data_dir);
+    cJSON_AddStringToObject(j, "features", c->features);
+    cJSON_AddStringToObject(j, "standardisation", "subject");
     cJSON_AddItemToObject(j, "spec", rf_flow_spec_to_json(&spec));
     if ((rc = write_json(r->report_path, j, e))) goto out;
     r->folds = cv.k;

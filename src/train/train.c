@@ -23,6 +23,7 @@ void rf_train_cfg_default(rf_train_cfg *c) {
     c->ce_weight = 1.0f;
     c->standardize = 1;
     c->init_batch = 1024;
+    c->class_init = -1;
     c->seed = 1;
     c->progress = 1;
 }
@@ -56,10 +57,12 @@ static int file_exists(const char *p) {
 }
 
 /* Standardisation on the training set and ActNorm initialisation on a seeded subset. With labels
- * (given for a class base tied over time, i.e. tsflow classifiers), the class Gaussians also start
- * at the moments of each class's latents. Untied dense class bases keep their random-mean start:
- * on the 72-D Sleep-EDF features (context 2, HMM, 4 subject-wise folds) the labelled start lowered
- * the pooled macro-F1 from 0.75 to 0.59. */
+ * (cfg->class_init; by default for a class base tied over time, i.e. tsflow classifiers), the
+ * class Gaussians also start at the moments of each class's latents. Untied dense class bases
+ * keep their random-mean start by default: on the 72-D Sleep-EDF features (context 2, HMM, 4
+ * subject-wise folds) the labelled start lowered the pooled macro-F1 from 0.75 to 0.59 (classes
+ * start overlapping and the NLL term does not pull them apart), while on simulated EEG band
+ * powers it raised the class-sample/data profile correlation from 0.04 to 0.90. */
 static int prepare_model(rf_flow *f, const rf_matrix *train, const int *labels, const rf_train_cfg *cfg, rf_rng *rng,
                          rf_err *e) {
     if (cfg->standardize) {
@@ -143,7 +146,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         if (cfg->progress)
             fprintf(stderr, "resuming from %s: epoch %d, batch %ld, step %ld\n", ckpt, st.epoch + 1, st.batch_pos, st.step);
     } else {
-        if ((rc = prepare_model(f, train, f->base.group ? train_labels : NULL, cfg, &rng, e))) goto out;
+        if ((rc = prepare_model(f, train, (cfg->class_init < 0 ? f->base.group != NULL : cfg->class_init) ? train_labels : NULL, cfg, &rng, e))) goto out;
         st.epoch_rng = rng;
         memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
     }
