@@ -21,5 +21,7 @@ int rf_cli_decode(int argc, char **argv);
 int rf_cli_info(int argc, char **argv);
 int rf_cli_demo(int argc, char **argv);
 int rf_cli_explain(int argc, char **argv);
+int rf_cli_search(int argc, char **argv);
+int rf_cli_study(int argc, char **argv);
 
 #endif

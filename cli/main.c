@@ -14,6 +14,8 @@ static const rf_cli_command commands[] = {
     {"decode", "map latents z to data x", rf_cli_decode},
     {"info", "describe a model file", rf_cli_info},
     {"explain", "explain a class-conditional flow: prototypes, OOD rows, counterfactuals", rf_cli_explain},
+    {"search", "hyperparameter and architecture search, stored in a resumable study", rf_cli_search},
+    {"study", "look at a search study: show, importance, pareto, report", rf_cli_study},
     {"demo", "train on a built-in synthetic data set, write samples and a density figure", rf_cli_demo},
 };
 

@@ -25,5 +25,6 @@
 #include "renflow/importance.h"
 #include "renflow/pareto.h"
 #include "renflow/features.h"
+#include "renflow/search_job.h"
 
 #endif

@@ -258,7 +258,8 @@ void rf_sampler_free(rf_sampler *s);
 rf_sampler *rf_sampler_random_create(rf_err *e);
 void rf_space_sample_uniform(const rf_space *sp, rf_rng *rng, rf_config *out);
 
-/* Tree-structured Parzen estimator (Bergstra et al. 2011), with Optuna's defaults.
+/* Tree-structured Parzen estimator (Bergstra et al. 2011), with Optuna's defaults except the
+ * multivariate bandwidth (Scott's rule on the observations' spread; see bandwidth_rule).
  * Complete trials rank first by value, pruned ones after them by their last intermediate value
  * (later steps first); failed and running trials are ignored. Multi-objective histories are
  * split by non-domination rank (ties at the boundary by normalised value sum; no hypervolume
@@ -281,11 +282,22 @@ typedef struct rf_tpe_opts {
      * 1: its density is not divided by its bandwidth, so wider kernels weigh more, as in
      * Optuna < 3.5 (optuna issue #5109, fixed by PR #5110), e.g. Debian's python3-optuna 3.1. */
     int sd_weighted_kernels;
+    /* (appended) Bandwidth of the multivariate kernels of n observations in a group of G
+     * parameters, per parameter j: RF_TPE_BW_SCOTT (default): Scott's rule on the observations'
+     * own spread, sd_j * n^(-1/(G+4)) (sd_j: their sample standard deviation on the transformed
+     * scale; with n < 2 the Optuna rule); RF_TPE_BW_OPTUNA: Optuna's fixed
+     * 0.2 * (high - low) * n^(-1/(G+4)). Both then magic-clipped. Univariate TPE keeps Optuna's
+     * neighbour rule. See bench/SEARCH_RESULTS.md for why Scott is the default. */
+    int bandwidth_rule;
 } rf_tpe_opts;
+#define RF_TPE_BW_SCOTT 0
+#define RF_TPE_BW_OPTUNA 1
 void rf_tpe_opts_default(rf_tpe_opts *o);
 rf_sampler *rf_sampler_tpe_create(const rf_tpe_opts *o, rf_err *e);
-/* By name: "random" | "tpe" (defaults) | "tpe-univariate" | "tpe-sdw" / "tpe-univariate-sdw"
- * (with sd_weighted_kernels); NULL + error otherwise. */
+/* By name: "random" | "tpe" (defaults) | "tpe-univariate" | "tpe-optuna" (Optuna >= 3.5:
+ * multivariate with Optuna's bandwidth rule) | "tpe-sdw" (Optuna < 3.5, e.g. Debian's 3.1:
+ * Optuna's bandwidth rule and sd_weighted_kernels) | "tpe-univariate-sdw"; also the
+ * multi-fidelity samplers (see below); NULL + error otherwise. */
 rf_sampler *rf_sampler_create(const char *name, rf_err *e);
 
 /* ---- studies ---- */
@@ -379,13 +391,21 @@ typedef struct rf_optimize_opts {
     int progress;        /* lines on stderr */
     int requeue_stale;   /* first re-queue dead workers' trials (1) */
     volatile int *stop_flag; /* set (e.g. by SIGINT): stop after the current trial */
+    /* multi-fidelity samplers (rf_sampler_is_multifidelity): stop once the budgets of the
+     * study's trials (budget 0 counted as the sampler's max_budget; lost trials not counted) add
+     * up to this (0: no limit); checked under the planner's lock, so concurrent workers share it
+     * (the last trial may overshoot by at most one budget) */
+    double max_total_budget;
 } rf_optimize_opts;
 void rf_optimize_opts_default(rf_optimize_opts *o);
 typedef struct rf_optimize_result {
     int n_run, n_complete, n_failed, n_pruned;
     double seconds;
-    int best_number;     /* over the whole study, objective 0; -1 if none */
+    int best_number;     /* over the whole study, objective 0; -1 if none (multi-fidelity
+                            samplers: rf_study_incumbent, the best at the largest budget) */
     double best_value;
+    double budget_used;  /* sum of the budgets of the trials run in this call (0 for trials
+                            without a budget) */
 } rf_optimize_result;
 int rf_study_optimize(rf_study *st, rf_sampler *s, rf_objective_fn fn, void *ctx,
                       const rf_optimize_opts *o, rf_optimize_result *res, rf_err *e);
@@ -407,6 +427,129 @@ const rf_testfunc *rf_testfunc_find(const char *name); /* NULL if unknown */
 rf_space *rf_testfunc_space(const rf_testfunc *tf, rf_err *e);
 /* Evaluates tf at a configuration of its space (parameters x1..x<dim>). */
 int rf_testfunc_eval(const rf_testfunc *tf, const rf_space *sp, const rf_config *c, double *out,
+                     rf_err *e);
+
+/* ======================================================================================
+ * Multi-fidelity search: successive halving (ASHA), Hyperband and BOHB, with the budget (e.g.
+ * training epochs) stored per trial. (Appended for issue 4; sampler_hyperband.c, sampler_bohb.c.)
+ *
+ * Two ways to use a budget:
+ *  - promotions (rf_sampler_ask, and rf_study_optimize with such a sampler): every trial runs one
+ *    configuration at one budget (t->budget; the objective trains for that many epochs); the
+ *    planner starts new configurations on the lowest rung and promotes the best 1/eta of a rung to
+ *    the next budget as new trials of the same configuration;
+ *  - pruning (rf_pruner): every trial runs to the full budget, reports intermediate values with
+ *    rf_pruner_report (which calls rf_study_report) and stops early when it is not among the best
+ *    1/eta of the values reported at the same rung step.
+ *
+ * Budgets (Li et al. 2018, Algorithm 1): with R = max_budget / min_budget, s_max =
+ * floor(log_eta R); bracket s (s_max, s_max - 1, ..., 0, then again) starts
+ * n = ceil((s_max + 1) / (s + 1) * eta^s) configurations at budget max_budget * eta^-s and keeps
+ * n_i = floor(n * eta^-i) of them at budget max_budget * eta^(i - s), i = 0..s. ASHA uses the
+ * rungs of bracket s_max, with no limit on the number of configurations.
+ * ====================================================================================== */
+
+#define RF_MF_MAX_RUNGS 16
+
+typedef struct rf_mf_bracket {
+    int s;                          /* rungs - 1 */
+    int n_rungs;
+    int n[RF_MF_MAX_RUNGS];         /* configurations on each rung */
+    double budget[RF_MF_MAX_RUNGS]; /* budget of each rung (increasing; the last is max_budget) */
+} rf_mf_bracket;
+/* Hyperband's brackets in the order iterations run them (out[0]: s = s_max, the most
+ * aggressive). integer_budgets rounds every budget to the nearest integer (epochs); budgets that
+ * then coincide are an error (use a larger eta or range). max_out >= s_max + 1 (at most
+ * RF_MF_MAX_RUNGS). */
+int rf_hyperband_brackets(double min_budget, double max_budget, double eta, int integer_budgets,
+                          rf_mf_bracket *out, int max_out, int *n_out, rf_err *e);
+
+typedef enum { RF_MF_ASHA = 0, RF_MF_HYPERBAND = 1 } rf_mf_kind;
+
+typedef struct rf_mf_opts {
+    rf_mf_kind kind;
+    double min_budget;      /* 1 */
+    double max_budget;      /* 27 */
+    double eta;             /* 3 */
+    int integer_budgets;    /* 1: budgets are whole numbers (epochs) */
+    /* Hyperband: 0 (default) promotes once a rung is finished, exactly its best
+     * min(n_(i+1), complete) configurations; meanwhile other workers start the next bracket.
+     * 1: asynchronous inside each bracket (a finished configuration among the best
+     * floor(finished / eta) of its rung moves up at once, up to n_(i+1)). ASHA is always
+     * asynchronous. */
+    int asynchronous;
+    /* New configurations: 0 uniformly at random; 1 (BOHB, Falkner et al. 2018) a fraction
+     * random_fraction at random, the others from TPE fitted on the complete trials of the largest
+     * budget that holds at least min_points_in_model + 2 of them (random while none does). */
+    int model;
+    double random_fraction;  /* 1/3 */
+    int min_points_in_model; /* 0: number of parameters + 1 */
+    rf_tpe_opts tpe;         /* the model's TPE (defaults with gamma_frac 0.15, as BOHB's top 15%) */
+} rf_mf_opts;
+/* kind RF_MF_ASHA or RF_MF_HYPERBAND, random new configurations; BOHB = RF_MF_HYPERBAND with
+ * model = 1. */
+void rf_mf_opts_default(rf_mf_opts *o, rf_mf_kind kind);
+rf_sampler *rf_sampler_mf_create(const rf_mf_opts *o, rf_err *e);
+/* rf_sampler_create also knows "asha", "hyperband", "hyperband-async", "bohb", "bohb-async" and
+ * "asha-tpe" (ASHA with BOHB's model), with the defaults above. */
+int rf_sampler_is_multifidelity(const rf_sampler *s);
+const rf_mf_opts *rf_sampler_mf_opts(const rf_sampler *s); /* NULL for other samplers */
+/* Changes the budgets of a multi-fidelity sampler (before its first use on a study). */
+int rf_sampler_mf_set_budgets(rf_sampler *s, double min_budget, double max_budget, double eta, rf_err *e);
+
+/* What rf_sampler_ask handed out. */
+typedef struct rf_mf_info {
+    int bracket;          /* Hyperband iteration of the job (0, 1, ...; ASHA: 0); -1: not a
+                             planned job (a queued trial, or not a multi-fidelity sampler) */
+    int bracket_s;        /* s of that bracket */
+    int rung;             /* 0: a new configuration */
+    double budget;        /* the trial's budget */
+    int promoted_from;    /* number of the complete trial one rung lower; -1 for new ones */
+    int reissued;         /* 1: the job's trial was lost with its worker; run again */
+    double model_budget;  /* BOHB: budget of the observations the TPE model was fitted on;
+                             NAN: drawn at random (or not new) */
+    int model_n;          /* observations at model_budget */
+    double total_budget;  /* budgets of the study's counted trials, this one included */
+} rf_mf_info;
+
+/* Claims the next trial of a study for sampler s. Other samplers: rf_study_ask_limit (budget 0).
+ * Multi-fidelity samplers: under an exclusive lock (flock on the file STUDY-mf.lock next to the
+ * study, so several processes can share the study) the planner reads every trial of the file
+ * (running and queued ones included) and then, in this order: claims a queued trial (re-queued
+ * work of a dead worker, or rf_study_enqueue); runs again a job whose trial was lost; promotes
+ * (the oldest bracket first, the highest rung first); or starts a new configuration on the lowest
+ * rung of the current bracket (opening the next bracket when it is full). Promotions and new
+ * configurations are rf_study_ask_fixed trials, so a configuration never runs twice at one
+ * budget. Trials of the planner are those with sampler "fixed"; other trials of the study (e.g.
+ * enqueued, or budget 0 = max_budget) only inform BOHB's model. max_trials > 0 and
+ * max_total_budget > 0 are limits on the study's counted trials (as rf_study_ask_limit) and on
+ * the sum of their budgets: *t = NULL (RF_OK) once reached. Promotions use objective 0. A trial
+ * whose worker died stays running (a synchronous rung waits for it) until rf_study_requeue_stale
+ * marks it lost (rf_study_optimize does at its start); then it is run again. info may be NULL. */
+int rf_sampler_ask(rf_sampler *s, rf_study *st, int max_trials, double max_total_budget, rf_trial **t,
+                   rf_mf_info *info, rf_err *e);
+
+/* The best complete trial (objective k) among those with the largest budget that holds a complete
+ * trial (budget 0 counts as the largest): Hyperband's incumbent. NULL if none. From the cache
+ * (rf_study_refresh first). */
+const rf_trial *rf_study_incumbent(const rf_study *st, int k);
+
+/* ---- pruning by intermediate values ---- */
+typedef struct rf_pruner rf_pruner;
+/* o->kind RF_MF_ASHA: rung steps are the budgets of bracket s_max (successive halving as
+ * Optuna's SuccessiveHalvingPruner); RF_MF_HYPERBAND: trial number n belongs to a bracket
+ * (round robin weighted by the brackets' sizes) and meets only the trials of its bracket at its
+ * bracket's rung steps (as Optuna's HyperbandPruner). Rung steps are the budgets rounded up to
+ * whole steps; trials report at least at those steps. */
+rf_pruner *rf_pruner_create(const rf_mf_opts *o, rf_err *e);
+void rf_pruner_free(rf_pruner *p);
+/* Bracket (index into the rf_hyperband_brackets order) of trial `number`; 0 for ASHA. */
+int rf_pruner_bracket(const rf_pruner *p, int number);
+/* Stores (step, value) of running trial t (rf_study_report) and decides: at a rung step below
+ * the top, *prune = 1 unless value is among the best floor(c / eta) of the c values reported at
+ * that step by trials of the same bracket (this one included; with c < eta only the best goes
+ * on). A non-finite value is pruned. The caller then tells the trial pruned. */
+int rf_pruner_report(rf_pruner *p, rf_study *st, const rf_trial *t, long step, double value, int *prune,
                      rf_err *e);
 
 #endif

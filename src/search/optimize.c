@@ -1,10 +1,13 @@
 /* The optimisation loop: ask, evaluate, tell; progress (trials done, best so far, ETA) on
- * stderr. Several processes may run it on one study at once. */
+ * stderr. Several processes may run it on one study at once. With a multi-fidelity sampler
+ * (ASHA, Hyperband, BOHB) trials are claimed through rf_sampler_ask, so each carries its budget
+ * (t->budget, e.g. epochs) to the objective, and max_total_budget can bound the study's total
+ * budget. */
 #include <math.h>
 #include <stdio.h>
 #include <string.h>
 
-#include "search_internal.h"
+#include "mf_internal.h"
 
 void rf_optimize_opts_default(rf_optimize_opts *o) {
     memset(o, 0, sizeof *o);
@@ -25,7 +28,7 @@ static void fmt_dur(double s, char *buf, size_t n) {
 }
 
 static void progress_line(rf_study *st, const rf_trial *t, const rf_optimize_opts *o, int done, double elapsed,
-                          int counted) {
+                          int counted, const rf_mf_info *mf, int is_mf) {
     const rf_objective *ob = rf_study_objective(st, 0);
     char what[160];
     if (t->status == RF_TRIAL_COMPLETE)
@@ -33,9 +36,18 @@ static void progress_line(rf_study *st, const rf_trial *t, const rf_optimize_opt
     else
         snprintf(what, sizeof what, "%s%s%.100s", rf_trial_status_name(t->status), t->error ? ": " : "",
                  t->error ? t->error : "");
-    const rf_trial *b = rf_study_best(st, 0);
-    char best[96] = "best -";
-    if (b) snprintf(best, sizeof best, "best %.6g (#%d)", b->values[0], b->number);
+    const rf_trial *b = is_mf ? rf_study_incumbent(st, 0) : rf_study_best(st, 0);
+    char best[128] = "best -";
+    if (b && is_mf)
+        snprintf(best, sizeof best, "best %.6g (#%d, budget %g)", b->values[0], b->number, b->budget);
+    else if (b)
+        snprintf(best, sizeof best, "best %.6g (#%d)", b->values[0], b->number);
+    char bud[128] = "";
+    if (is_mf && mf->bracket >= 0)
+        snprintf(bud, sizeof bud, " [budget %g, bracket %d rung %d%s]", t->budget, mf->bracket, mf->rung,
+                 mf->promoted_from >= 0 ? ", promoted" : mf->reissued ? ", again" : "");
+    else if (t->budget > 0)
+        snprintf(bud, sizeof bud, " [budget %g]", t->budget);
     /* remaining trials of this call, as far as the limits tell */
     double per = done > 0 ? elapsed / done : NAN;
     double left = NAN;
@@ -44,6 +56,12 @@ static void progress_line(rf_study *st, const rf_trial *t, const rf_optimize_opt
         double l2 = (o->max_total - counted) * per;
         if (l2 < 0) l2 = 0;
         left = isnan(left) || l2 < left ? l2 : left;
+    }
+    if (is_mf && o->max_total_budget > 0 && mf->total_budget > 0 && isfinite(mf->total_budget)) {
+        /* elapsed time per unit of budget */
+        double l4 = (o->max_total_budget - mf->total_budget) * elapsed / mf->total_budget;
+        if (l4 < 0) l4 = 0;
+        left = isnan(left) || l4 < left ? l4 : left;
     }
     if (o->time_budget > 0) {
         double l3 = o->time_budget - elapsed;
@@ -55,7 +73,7 @@ static void progress_line(rf_study *st, const rf_trial *t, const rf_optimize_opt
     fmt_dur(elapsed, el, sizeof el);
     char total[48] = "";
     if (o->n_trials > 0) snprintf(total, sizeof total, "/%d", o->n_trials);
-    fprintf(stderr, "search: trial %d %s (%.2fs) | %d%s done, %s | %s | ETA %s\n", t->number, what,
+    fprintf(stderr, "search: trial %d%s %s (%.2fs) | %d%s done, %s | %s | ETA %s\n", t->number, bud, what,
             isfinite(t->duration) ? t->duration : 0.0, done, total, el, best, isnan(left) ? "?" : eta);
     fflush(stderr);
 }
@@ -73,8 +91,15 @@ int rf_study_optimize(rf_study *st, rf_sampler *s, rf_objective_fn fn, void *ctx
     res->best_number = -1;
     res->best_value = NAN;
     if (!fn) return rf_err_set(e, RF_EARG, "optimize: no objective function");
-    if (opts->n_trials <= 0 && opts->max_total <= 0 && !(opts->time_budget > 0) && !opts->stop_flag)
-        return rf_err_set(e, RF_EARG, "optimize: give a number of trials, a total, a time budget or a stop flag");
+    const int is_mf = rf_sampler_is_multifidelity(s);
+    if (!(opts->max_total_budget >= 0) || !isfinite(opts->max_total_budget))
+        return rf_err_set(e, RF_EARG, "optimize: max_total_budget must be a finite number >= 0, got %g", opts->max_total_budget);
+    if (opts->max_total_budget > 0 && !is_mf)
+        return rf_err_set(e, RF_EARG, "optimize: max_total_budget needs a multi-fidelity sampler (asha, hyperband, bohb), not %s",
+                          rf_sampler_name(s));
+    if (opts->n_trials <= 0 && opts->max_total <= 0 && !(opts->time_budget > 0) && !opts->stop_flag &&
+        !(opts->max_total_budget > 0))
+        return rf_err_set(e, RF_EARG, "optimize: give a number of trials, a total, a total budget, a time budget or a stop flag");
     int rc = RF_OK;
     if (opts->requeue_stale) {
         int n = 0;
@@ -90,9 +115,10 @@ int rf_study_optimize(rf_study *st, rf_sampler *s, rf_objective_fn fn, void *ctx
         if (opts->n_trials > 0 && res->n_run >= opts->n_trials) break;
         if (opts->time_budget > 0 && rf_now() - t0 >= opts->time_budget) break;
         rf_trial *t = NULL;
-        rc = rf_study_ask_limit(st, s, opts->max_total, &t, e);
+        rf_mf_info mf;
+        rc = rf_sampler_ask(s, st, opts->max_total, opts->max_total_budget, &t, &mf, e);
         if (rc) break;
-        if (!t) break; /* the study holds max_total trials */
+        if (!t) break; /* the study holds max_total trials (or its budget is spent) */
         rf_eval_result r;
         memset(&r, 0, sizeof r);
         r.status = RF_TRIAL_COMPLETE;
@@ -132,6 +158,7 @@ int rf_study_optimize(rf_study *st, rf_sampler *s, rf_objective_fn fn, void *ctx
             break;
         }
         res->n_run++;
+        res->budget_used += t->budget;
         if (r.status == RF_TRIAL_COMPLETE) res->n_complete++;
         else if (r.status == RF_TRIAL_FAILED) res->n_failed++;
         else res->n_pruned++;
@@ -143,12 +170,13 @@ int rf_study_optimize(rf_study *st, rf_sampler *s, rf_objective_fn fn, void *ctx
         if (opts->progress) {
             int counted = 0;
             for (int i = 0; i < rf_study_n_finished(st); i++) counted += !rf_study_finished(st, i)->lost;
-            progress_line(st, t, opts, res->n_run, rf_now() - t0, counted);
+            progress_line(st, t, opts, res->n_run, rf_now() - t0, counted, &mf, is_mf);
         }
         rf_trial_free(t);
     }
     res->seconds = rf_now() - t0;
     const rf_trial *b = rf_study_best(st, 0);
+    if (is_mf && rf_study_incumbent(st, 0)) b = rf_study_incumbent(st, 0); /* the best at the largest budget */
     if (b) {
         res->best_number = b->number;
         res->best_value = b->values[0];

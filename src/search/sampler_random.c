@@ -3,7 +3,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "search_internal.h"
+#include "mf_internal.h"
 
 int rf_sampler_sample(rf_sampler *s, const rf_space *sp, const rf_history *h, rf_rng *rng,
                       rf_config *out, rf_err *e) {
@@ -57,20 +57,16 @@ rf_sampler *rf_sampler_random_create(rf_err *e) {
 
 rf_sampler *rf_sampler_create(const char *name, rf_err *e) {
     if (name && !strcmp(name, "random")) return rf_sampler_random_create(e);
-    rf_tpe_opts o;
-    rf_tpe_opts_default(&o);
-    if (name && !strcmp(name, "tpe")) return rf_sampler_tpe_create(&o, e);
-    if (name && (!strcmp(name, "tpe-univariate") || !strcmp(name, "tpe-univariate-sdw"))) {
-        o.multivariate = 0;
-        o.group = 0;
-        o.sd_weighted_kernels = strstr(name, "-sdw") != NULL;
-        return rf_sampler_tpe_create(&o, e);
+    /* TPE variants (sampler_tpe.c) and multi-fidelity samplers (sampler_hyperband.c) */
+    rf_err e2 = {0};
+    rf_sampler *s = rf__sampler_create_tpe(name, &e2);
+    if (!s && !e2.code) s = rf__sampler_create_mf(name, &e2);
+    if (s || e2.code) {
+        if (!s && e) *e = e2;
+        return s;
     }
-    if (name && !strcmp(name, "tpe-sdw")) {
-        o.sd_weighted_kernels = 1;
-        return rf_sampler_tpe_create(&o, e);
-    }
-    rf_err_set(e, RF_EARG, "unknown sampler \"%s\" (random, tpe, tpe-univariate, tpe-sdw, tpe-univariate-sdw)",
-               name ? name : "(null)");
+    rf_err_set(e, RF_EARG,
+               "unknown sampler \"%s\" (random, tpe, tpe-univariate, tpe-optuna, tpe-sdw, tpe-univariate-sdw, asha, "
+               "hyperband, hyperband-async, bohb, bohb-async, asha-tpe)", name ? name : "(null)");
     return NULL;
 }
