@@ -317,7 +317,7 @@ CEOF
                 echo "{\"data\": \"$ds\", \"task\": \"$task\", \"load1_before\": $l, \"r\": $r}" >>"$RESULTS/steps.jsonl"
                 l=$(load1)
                 r=$(OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T OMP_WAIT_POLICY=PASSIVE "$PYTHON" "$ROOT/bench/torch_tsflow.py" \
-                    --step-bench "$(echo $shape | tr ' ' ,)" --task "$task" --threads "$T" --batch "$BATCH" --json)
+                    --step-bench "${shape/ /,}" --task "$task" --threads "$T" --batch "$BATCH" --json)
                 echo "{\"data\": \"$ds\", \"task\": \"$task\", \"load1_before\": $l, \"r\": $r}" >>"$RESULTS/steps.jsonl"
                 tail -2 "$RESULTS/steps.jsonl" | "$PYTHON" -c 'import json,sys; [print("%-7s %-8s t%d %-8s %8.1f ms/step  %7.1f samples/s  (load %.2f)" % (j["data"], j["task"], j["r"]["threads"], j["r"]["impl"], j["r"]["best_ms_per_step"], j["r"]["samples_per_sec"], j["load1_before"])) for j in map(json.loads, sys.stdin)]' >&2
             done; done

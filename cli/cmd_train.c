@@ -287,7 +287,7 @@ static int load_data(train_args *a, train_data *d, rf_err *e) {
     for (int i = 0; i < ds.x.n; i++) keep[i] = 1;
     if (a->drop > 0) d->n_dropped = rf_outlier_rows(&ds.x, a->drop, keep);
     if (a->val) {
-        rc = take_rows(&ds.x, ds.labels, keep, &d->tr, strcmp(a->task, "classify") ? NULL : &d->ytr, e);
+        rc = take_rows(&ds.x, strcmp(a->task, "classify") ? NULL : ds.labels, keep, &d->tr, strcmp(a->task, "classify") ? NULL : &d->ytr, e);
         free(keep);
         if (rc) goto fail;
         rf_dataset dv = {0};

@@ -25,6 +25,10 @@ check "--like with settings is a usage error (2)" '[ $? -eq 2 ]'
 "$R" train --task classify --data "$T/prep" --epochs 2 --batch 32 --out "$T/m.rf" --quiet --json > "$T/train.json"
 check "train on the directory exits 0" '[ $? -eq 0 ]'
 check "a tsflow was chosen for the window shape" 'grep -q "\"flow\":[[:space:]]*\"tsflow\"" "$T/train.json"'
+# density training on a labelled directory with a separate validation set (labels unused; this
+# crashed before: the labels were copied into a NULL output)
+"$R" train --data "$T/prep" --val "$T/prep2" --epochs 1 --batch 32 --out "$T/d.rf" --quiet > /dev/null 2>&1
+check "density train with --val on a labelled directory exits 0" '[ $? -eq 0 ]'
 "$R" eval "$T/m.rf" --data "$T/prep" --json > "$T/eval.json"
 check "eval exits 0" '[ $? -eq 0 ]'
 for k in accuracy balanced_accuracy macro_f1 kappa confusion nll_nats; do
