@@ -116,7 +116,7 @@ import torch.nn as nn  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from torch_flows import clip_grad_norm, lr_schedule, rqs_fwd, rqs_inv  # noqa: E402
+from torch_flows import LULinear, clip_grad_norm, lr_schedule, rqs_fwd, rqs_inv  # noqa: E402
 
 RSS_AFTER_IMPORT_MB = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 LOG_2PI = math.log(2 * math.pi)
@@ -170,27 +170,9 @@ class ActNorm(nn.Module):
         return y * torch.exp(-self.s)[:, None] - self.b[:, None], (-y.shape[2] * self.s.sum()).expand(y.shape[0])
 
 
-class Conv1x1(nn.Module):
-    def __init__(self, C, gen):
-        super().__init__()
-        A = torch.randn(C, C, generator=gen, dtype=torch.float64)
-        Q, _ = torch.linalg.qr(A)
-        P, L, U = torch.linalg.lu(Q)
-        diag = torch.diagonal(U)
-        w = torch.tril(L, -1) + torch.triu(U, 1) + torch.diag(torch.log(diag.abs()))
-        self.register_buffer("P", P.float())
-        self.register_buffer("sign", torch.where(diag < 0, -1.0, 1.0).float())
-        self.register_buffer("eye", torch.eye(C))
-        self.w = nn.Parameter(w.float())
-
-    def _factors(self):
-        L = torch.tril(self.w, -1) + self.eye
-        U = torch.triu(self.w, 1) + torch.diag(self.sign * torch.exp(torch.diagonal(self.w)))
-        return L, U
-
-    def weight(self):
-        L, U = self._factors()
-        return self.P @ (L @ U)
+class Conv1x1(LULinear):
+    """Glow's invertible 1x1 over channels: torch_flows.LULinear's LU parametrisation, applied at
+    every time step (log-det times T)."""
 
     def forward(self, x):
         return (F.conv1d(x, self.weight()[:, :, None]),
