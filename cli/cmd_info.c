@@ -41,6 +41,8 @@ int rf_cli_info(int argc, char **argv) {
                path, hex, rf_flow_type_name(f->spec.type), f->D, f->spec.blocks, f->spec.hidden, f->spec.n_hidden,
                rf_act_name(f->spec.act), f->spec.residual ? ", residual" : "", rf_base_kind_name(f->spec.base),
                f->n_layers, f->n_params);
+        printf("  blocks: %s permutation, ActNorm %s\n", rf_perm_kind_name(rf_flow_spec_perm(&f->spec)),
+               f->spec.no_actnorm ? "off" : "on");
         if (f->meta) {
             char *m = cJSON_Print(f->meta);
             printf("  provenance %s\n", m);

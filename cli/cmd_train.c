@@ -54,6 +54,9 @@ static const char USAGE[] =
     "  --hidden-layers K     conditioner hidden layers (default 2)\n"
     "  --act A               relu | gelu | tanh (default relu)\n"
     "  --residual            residual connections in conditioners\n"
+    "  --permutation P       each block's linear layer: lu | reverse | random | none (default:\n"
+    "                        the flow type's own; tsflow: lu only)\n"
+    "  --no-actnorm          blocks without ActNorm\n"
     "  --bins K              spline bins (default 8)\n"
     "  --bound B             spline interval [-B, B], identity outside (default 5)\n"
     "  --clamp C             affine soft clamp of log-scales (default 3)\n"
@@ -92,7 +95,7 @@ static const char USAGE[] =
 enum {
     O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT, O_PERM, O_NOACTNORM
 };
 
 static const struct option LONGOPTS[] = {
@@ -105,7 +108,7 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"permutation", 1, 0, O_PERM}, {"no-actnorm", 0, 0, O_NOACTNORM}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 
 
@@ -131,7 +134,7 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_STD: a->standardize = optarg; break;
         case O_DROP: rc = rf_arg_float(C, "drop-outliers", optarg, 1, 1e9, &a->drop); break;
         case O_FLOW: a->flow = optarg; a->flow_given = 1; break;
-        case O_SCALES: rc = rf_arg_int(C, "scales", optarg, 1, 16, &a->ts_scales); a->flow_given = 1; break;
+        case O_SCALES: rc = rf_arg_int(C, "scales", optarg, 1, 16, &a->ts_scales); break;
         case O_KERNEL: rc = rf_arg_int(C, "kernel", optarg, 1, 63, &a->ts_kernel); break;
         case O_DILATION: rc = rf_arg_int(C, "dilation", optarg, 1, 64, &a->ts_dilation); break;
         case O_COUPLING: a->ts_coupling = optarg; break;
@@ -145,6 +148,11 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_HLAYERS: rc = rf_arg_int(C, "hidden-layers", optarg, 1, 64, &a->spec.n_hidden); break;
         case O_ACT: a->act = optarg; break;
         case O_RESIDUAL: a->spec.residual = 1; break;
+        case O_PERM:
+            if (rf_perm_kind_parse(optarg, &a->spec.perm))
+                rc = rf_usage_error(C, "option --permutation: expected lu, reverse, random or none, got '%s'", optarg);
+            break;
+        case O_NOACTNORM: a->spec.no_actnorm = 1; break;
         case O_BINS: rc = rf_arg_int(C, "bins", optarg, 2, 64, &a->spec.bins); break;
         case O_BOUND: rc = rf_arg_float(C, "bound", optarg, 1e-3, 1e4, &a->spec.bound); break;
         case O_CLAMP: rc = rf_arg_float(C, "clamp", optarg, 0, 99, &a->spec.clamp); break;
@@ -205,6 +213,18 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
     }
     if (rf_flow_type_parse(a->flow, &a->spec.type))
         return rf_usage_error(C, "option --flow: unknown flow '%s' (realnvp, glow, maf, nsf, nsf-ar, tsflow)", a->flow);
+    /* the tsflow options imply --flow tsflow and make no sense with another type */
+    const char *ts_opt = a->ts_scales > 0 ? "--scales" : a->ts_kernel > 0 ? "--kernel" : a->ts_dilation > 0 ? "--dilation"
+                         : a->ts_coupling ? "--coupling" : a->ts_class_tie >= 0 ? "--class-tie" : NULL;
+    if (ts_opt && a->flow_given && a->spec.type != RF_FLOW_TS)
+        return rf_usage_error(C, "option %s applies to --flow tsflow only, not --flow %s", ts_opt, a->flow);
+    if (ts_opt) {
+        a->spec.type = RF_FLOW_TS;
+        a->flow_given = 1;
+    }
+    if (a->spec.type == RF_FLOW_TS && a->spec.perm != RF_PERM_DEFAULT && a->spec.perm != RF_PERM_LU)
+        return rf_usage_error(C, "option --permutation: a tsflow mixes channels with its learned 1x1 (lu) only, got '%s'",
+                              rf_perm_kind_name(a->spec.perm));
     if (a->ts_coupling && strcmp(a->ts_coupling, "affine") && strcmp(a->ts_coupling, "spline"))
         return rf_usage_error(C, "option --coupling: expected affine or spline, got '%s'", a->ts_coupling);
     if (a->act && rf_act_parse(a->act, &a->spec.act))
@@ -490,6 +510,8 @@ int rf_cli_shape_spec(train_args *a, int channels, int length, int D, rf_err *e)
     if (a->ts_dilation > 0) s.dilation = a->ts_dilation;
     if (a->ts_coupling) s.spline = !strcmp(a->ts_coupling, "spline");
     s.class_tie = a->ts_class_tie >= 0 ? a->ts_class_tie : 1;
+    s.perm = a->spec.perm;
+    s.no_actnorm = a->spec.no_actnorm;
     if (a->hidden_given) s.hidden = a->spec.hidden;
     if (a->blocks_given) s.blocks = a->spec.blocks;
     a->spec = s;

@@ -47,6 +47,14 @@ has info-sha "$T/out" '"sha256"'
 a=$(grep nll_nats "$T/e1"); b=$(grep nll_nats "$T/e2")
 python3 -c "import sys; a=float('$a'.split(':')[1].strip(', ')); b=float('$b'.split(':')[1].strip(', ')); sys.exit(0 if abs(a-b) < 1e-4*(1+abs(a)) else 1)" \
   && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL roundtrip: $a vs $b"; }
+# block options: an explicit permutation and no ActNorm reach the model; tsflow options need a tsflow
+check train-blockopts 0 "$R" train --data "$T/train.csv" --flow glow --permutation random --no-actnorm --blocks 2 --hidden 16 --epochs 1 --out "$T/bo.rf" --quiet
+check info-blockopts 0 "$R" info "$T/bo.rf"
+has info-blockopts-msg "$T/out" "random permutation, ActNorm off"
+check bad-permutation 2 "$R" train --data "$T/train.csv" --permutation shuffle --out "$T/m.rf"
+check scales-with-glow 2 "$R" train --data "$T/train.csv" --flow glow --scales 2 --out "$T/m.rf"
+has scales-with-glow-msg "$T/err" "tsflow only"
+check ts-permutation 2 "$R" train --data "$T/train.csv" --flow tsflow --permutation reverse --out "$T/m.rf"
 head -c 300 "$T/nsf.rf" > "$T/cut.rf"
 check truncated-model 1 "$R" eval "$T/cut.rf" --data "$T/train.csv"
 has truncated-msg "$T/err" "truncated"

@@ -113,13 +113,13 @@ has importance-table "$T/out" "share"
 is_svg importance-svg "$T/imp.svg"
 check importance-png 0 "$R" study importance "$T/s.db" --out "$T/imp.png" --json
 is_png importance-png-file "$T/imp.png"
-ok importance-json "$T/out" "len(j['main']) == 12 and abs(sum(m['mean'] for m in j['main']) + sum(p['mean'] for p in j['pairs']) - 1) < 0.35"
+ok importance-json "$T/out" "len(j['main']) == 14 and abs(sum(m['mean'] for m in j['main']) + sum(p['mean'] for p in j['pairs']) - 1) < 0.35"
 check importance-badobj 2 "$R" study importance "$T/s.db" --objective 5
 check pareto-single 1 "$R" study pareto "$T/s.db" --out "$T/p.png"
 has pareto-single-msg "$T/err" "one objective"
 check report 0 "$R" study report "$T/s.db" --out "$T/rep" --model "$T/o/best.rf"
 for f in history importance architecture; do is_svg "report-$f-svg" "$T/rep/$f.svg"; is_png "report-$f-png" "$T/rep/$f.png"; done
-ok report-json "$T/rep/report.json" "j['best']['trial'] >= 0 and j['counts']['total'] == 7 and len(j['importance']['main']) == 12 and j['architecture']['n_params'] > 0"
+ok report-json "$T/rep/report.json" "j['best']['trial'] >= 0 and j['counts']['total'] == 7 and len(j['importance']['main']) == 14 and j['architecture']['n_params'] > 0"
 check report-noout 2 "$R" study report "$T/s.db"
 check search-report 0 test -s "$T/o/report/history.png"
 

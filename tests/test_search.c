@@ -125,7 +125,16 @@ static void test_space_parse(void **state) {
     assert_int_equal(spec.hidden, 64);
     assert_int_equal(spec.n_hidden, 2);
     assert_int_equal(spec.bins, 8);
-    assert_string_equal(un, "permutation,actnorm");
+    assert_string_equal(un, "");
+    assert_int_equal(spec.perm, RF_PERM_LU);
+    assert_int_equal(spec.no_actnorm, 0);
+    assert_int_equal(rf_config_set(both, &c, "permutation", 0, "random", &e), RF_OK);
+    assert_int_equal(rf_config_set(both, &c, "actnorm", 0, "off", &e), RF_OK);
+    assert_int_equal(rf_space_apply(both, &c, &spec, &tc, NULL, 0, &e), RF_OK);
+    assert_int_equal(spec.perm, RF_PERM_RANDOM);
+    assert_int_equal(spec.no_actnorm, 1);
+    assert_int_equal(rf_config_set(both, &c, "permutation", 0, "lu", &e), RF_OK);
+    assert_int_equal(rf_config_set(both, &c, "actnorm", 0, "on", &e), RF_OK);
     /* a changed configuration reaches the fields */
     assert_int_equal(rf_config_set(both, &c, "flow", 0, "glow", &e), RF_OK);
     assert_int_equal(rf_config_set(both, &c, "blocks", 9, NULL, &e), RF_OK);

@@ -21,6 +21,21 @@ typedef enum {
 const char *rf_flow_type_name(rf_flow_type t);
 int rf_flow_type_parse(const char *s, rf_flow_type *out);
 
+/* The linear / permutation layer of each block. RF_PERM_DEFAULT is the type's own (see the
+ * table above: none with alternating coupling halves for realnvp, reversal after the MADE layer
+ * for maf, LU 1x1 otherwise). An explicit choice puts that layer in the same place (realnvp:
+ * before the coupling); with RF_PERM_NONE the coupling halves alternate from block to block.
+ * A tsflow supports lu only (its 1x1 over channels). */
+typedef enum {
+    RF_PERM_DEFAULT = 0,
+    RF_PERM_LU = 1,      /* learned LU-form linear layer (Glow's 1x1) */
+    RF_PERM_REVERSE = 2, /* fixed reversal */
+    RF_PERM_RANDOM = 3,  /* fixed random permutation, drawn per block from the flow's RNG */
+    RF_PERM_NONE = 4
+} rf_perm_kind;
+const char *rf_perm_kind_name(rf_perm_kind p); /* "default" | "lu" | "reverse" | "random" | "none" */
+int rf_perm_kind_parse(const char *s, rf_perm_kind *out); /* RF_OK or RF_EARG */
+
 typedef struct rf_flow_spec {
     rf_flow_type type;
     int D;
@@ -45,7 +60,11 @@ typedef struct rf_flow_spec {
     int class_tie; /* class-conditional base: 0 a mean and scale per latent dimension; 1 one per
                       latent channel of each scale, shared over time (the class statistics
                       become stationary: power per latent channel, as in band-power models) */
+    rf_perm_kind perm; /* RF_PERM_DEFAULT: the type's own */
+    int no_actnorm;    /* 1: blocks without their leading ActNorm */
 } rf_flow_spec;
+/* The permutation a spec's blocks actually use (RF_PERM_DEFAULT resolved by type). */
+rf_perm_kind rf_flow_spec_perm(const rf_flow_spec *s);
 /* Defaults for a given type and dimension (tsflow: 1 channel x D samples; see also
  * rf_tsflow_spec_default in renflow/tsflow.h for a C x T window). */
 void rf_flow_spec_default(rf_flow_spec *s, rf_flow_type type, int D);

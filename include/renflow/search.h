@@ -171,9 +171,10 @@ int rf_config_set(const rf_space *sp, rf_config *c, const char *name, double num
  * flow-type = flow, conditioner-depth = hidden-layers, activation = act, warmup-frac = warmup.
  * Known names: lr, batch, weight-decay, schedule (constant|cosine), warmup, epochs, clip,
  * ce-weight, patience; flow, blocks, hidden, hidden-layers, act, bins, bound, clamp, residual
- * (on|off|0|1), scales, kernel, dilation, coupling (affine|spline).
- * Active parameters whose names rf_flow_spec / rf_train_cfg cannot express (e.g. permutation,
- * actnorm, or a benchmark's x1) are listed comma-separated in `unapplied` (may be NULL), so a
+ * (on|off|0|1), scales, kernel, dilation, coupling (affine|spline), permutation
+ * (lu|reverse|random|none|default: rf_perm_kind), actnorm (on|off).
+ * Active parameters whose names rf_flow_spec / rf_train_cfg cannot express (e.g. a benchmark's
+ * x1) are listed comma-separated in `unapplied` (may be NULL), so a
  * caller can warn or refuse. Inactive parameters are skipped. A value that does not fit the
  * target field (a non-integer for blocks, an unknown flow type) is an error naming both. */
 int rf_space_apply(const rf_space *sp, const rf_config *c, rf_flow_spec *spec, rf_train_cfg *tc,

@@ -89,12 +89,11 @@ void rf_search_task_describe(const rf_search_task *t, char *buf, size_t n);
  * ====================================================================================== */
 
 /* The default space of a task: rf_space_default_training + rf_space_default_architecture, less
- * what a trial cannot apply or does not use: permutation and actnorm (rf_flow_spec has no such
- * fields), ce-weight for density tasks, epochs when fixed_epochs > 0 (the budget is then fixed).
+ * what a trial does not use: ce-weight for density tasks, epochs when fixed_epochs > 0 (the budget is then fixed).
  * For windows (t->channels > 0) the architecture part is a tsflow space instead: blocks (1..6),
  * scales (1..the most the window length allows, at most 3), hidden {16, 32, 64},
  * hidden-layers (1..2), kernel {3, 5, 7}, dilation {1, 2}, coupling {affine, spline}, bins
- * (4..16, spline only), act. */
+ * (4..16, spline only), act, actnorm {on, off} (its blocks' permutation is always the LU 1x1). */
 rf_space *rf_search_default_space(const rf_search_task *t, int fixed_epochs, rf_err *e);
 /* Checks that a trial can apply every parameter of sp (names known to rf_space_apply) and every
  * value of each (each choice of a categorical, both ends of a range): RF_EARG naming `what`

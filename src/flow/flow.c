@@ -90,15 +90,70 @@ int rf_flow_spec_check(const rf_flow_spec *s, rf_err *e) {
     if (!(s->clamp >= 0 && s->clamp < 100)) return rf_err_set(e, RF_EARG, "clamp must be in [0, 100), got %g", (double)s->clamp);
     if (s->base == RF_BASE_CLASS && (s->n_classes < 2 || s->n_classes > 1000))
         return rf_err_set(e, RF_EARG, "class-conditional base needs 2..1000 classes, got %d", s->n_classes);
+    if ((unsigned)s->perm > RF_PERM_NONE) return rf_err_set(e, RF_EARG, "unknown permutation kind %d", (int)s->perm);
+    if (s->no_actnorm != 0 && s->no_actnorm != 1) return rf_err_set(e, RF_EARG, "no_actnorm must be 0 or 1, got %d", s->no_actnorm);
+    if (s->type == RF_FLOW_TS && s->perm != RF_PERM_DEFAULT && s->perm != RF_PERM_LU)
+        return rf_err_set(e, RF_EARG, "tsflow: permutation \"%s\" is not available (its blocks mix channels with a "
+                          "learned 1x1 convolution: lu)", rf_perm_kind_name(s->perm));
     if (s->type == RF_FLOW_TS) return ts_spec_check(s, e);
     return RF_OK;
 }
 
-/* Appends the layers of one block to out[*k]. */
+static const char *const PERM_NAMES[] = {"default", "lu", "reverse", "random", "none"};
+
+const char *rf_perm_kind_name(rf_perm_kind p) {
+    return (unsigned)p <= RF_PERM_NONE ? PERM_NAMES[p] : "?";
+}
+
+int rf_perm_kind_parse(const char *s, rf_perm_kind *out) {
+    for (int k = 0; k <= RF_PERM_NONE; k++)
+        if (s && !strcmp(s, PERM_NAMES[k])) {
+            *out = (rf_perm_kind)k;
+            return RF_OK;
+        }
+    return RF_EARG;
+}
+
+rf_perm_kind rf_flow_spec_perm(const rf_flow_spec *s) {
+    if (s->perm != RF_PERM_DEFAULT) return s->perm;
+    switch (s->type) {
+    case RF_FLOW_REALNVP: return RF_PERM_NONE;
+    case RF_FLOW_MAF: return RF_PERM_REVERSE;
+    default: return RF_PERM_LU;
+    }
+}
+
+/* The block's linear / permutation layer (NULL with *none = 1 for RF_PERM_NONE). */
+static rf_layer *perm_layer(rf_perm_kind p, int D, rf_rng *rng, rf_err *e) {
+    switch (p) {
+    case RF_PERM_LU: return rf_lu_linear_create(D, rng, e);
+    case RF_PERM_REVERSE: return rf_reverse_create(D, e);
+    case RF_PERM_RANDOM: {
+        int *perm = malloc(sizeof(int) * (size_t)D);
+        if (!perm) {
+            rf_err_set(e, RF_ENOMEM, "out of memory");
+            return NULL;
+        }
+        for (int j = 0; j < D; j++) perm[j] = j;
+        rf_rng_shuffle(rng, perm, D);
+        rf_layer *l = rf_permute_create(D, perm, e);
+        free(perm);
+        return l;
+    }
+    default:
+        rf_err_set(e, RF_EARG, "no permutation layer for \"%s\"", rf_perm_kind_name(p));
+        return NULL;
+    }
+}
+
+/* Appends the layers of one block to out[*k]: [ActNorm] [permutation] transform, except maf
+ * (by default), whose permutation follows its MADE layer. */
 static int add_block(const rf_flow_spec *s, int b, rf_rng *rng, rf_layer **out, int *k, rf_err *e) {
     const int D = s->D;
+    const rf_perm_kind perm = rf_flow_spec_perm(s);
     rf_mlp_cfg cond = {.hidden = s->hidden, .n_hidden = s->n_hidden, .act = s->act, .residual = s->residual};
-    rf_coupling_cfg cc = {.D = D, .parity = 0, .cond = cond, .clamp = s->clamp, .bins = s->bins, .bound = s->bound};
+    rf_coupling_cfg cc = {.D = D, .parity = perm == RF_PERM_NONE ? b % 2 : 0, .cond = cond,
+                          .clamp = s->clamp, .bins = s->bins, .bound = s->bound};
     rf_ar_cfg ac = {.D = D, .made = {.hidden = s->hidden, .n_hidden = s->n_hidden, .act = s->act, .residual = s->residual},
                     .clamp = s->clamp, .bins = s->bins, .bound = s->bound};
 #define ADD(expr)                                   \
@@ -106,31 +161,27 @@ static int add_block(const rf_flow_spec *s, int b, rf_rng *rng, rf_layer **out, 
         if (!(out[*k] = (expr))) return e ? e->code : RF_EARG; \
         (*k)++;                                     \
     } while (0)
-    ADD(rf_actnorm_create(D, e));
+    if (!s->no_actnorm) ADD(rf_actnorm_create(D, e));
+    const int perm_after = s->type == RF_FLOW_MAF;
+    if (perm != RF_PERM_NONE && !perm_after) ADD(perm_layer(perm, D, rng, e));
     switch (s->type) {
     case RF_FLOW_REALNVP:
-        cc.parity = b % 2;
-        ADD(rf_affine_coupling_create(&cc, e));
-        break;
     case RF_FLOW_GLOW:
-        ADD(rf_lu_linear_create(D, rng, e));
         ADD(rf_affine_coupling_create(&cc, e));
         break;
     case RF_FLOW_MAF:
         ADD(rf_maf_affine_create(&ac, e));
-        ADD(rf_reverse_create(D, e));
         break;
     case RF_FLOW_NSF:
-        ADD(rf_lu_linear_create(D, rng, e));
         ADD(rf_spline_coupling_create(&cc, e));
         break;
     case RF_FLOW_NSF_AR:
-        ADD(rf_lu_linear_create(D, rng, e));
         ADD(rf_maf_spline_create(&ac, e));
         break;
     case RF_FLOW_TS: /* built by rf_tsflow_add_layers */
         break;
     }
+    if (perm != RF_PERM_NONE && perm_after) ADD(perm_layer(perm, D, rng, e));
 #undef ADD
     return RF_OK;
 }
@@ -252,6 +303,8 @@ cJSON *rf_flow_spec_to_json(const rf_flow_spec *s) {
     cJSON_AddNumberToObject(j, "clamp", s->clamp);
     cJSON_AddStringToObject(j, "base", rf_base_kind_name(s->base));
     cJSON_AddNumberToObject(j, "n_classes", s->n_classes);
+    if (s->perm != RF_PERM_DEFAULT) cJSON_AddStringToObject(j, "permutation", rf_perm_kind_name(s->perm));
+    if (s->no_actnorm) cJSON_AddBoolToObject(j, "actnorm", 0);
     if (s->type == RF_FLOW_TS) {
         cJSON_AddNumberToObject(j, "channels", s->channels);
         cJSON_AddNumberToObject(j, "length", s->length);
@@ -286,6 +339,13 @@ int rf_flow_spec_from_json(const cJSON *j, rf_flow_spec *s, rf_err *e) {
     if (rf_flow_type_parse(flow, &s->type)) return rf_err_set(e, RF_EFORMAT, "field \"flow\": unknown flow type \"%s\"", flow);
     if (rf_act_parse(act, &s->act)) return rf_err_set(e, RF_EFORMAT, "field \"act\": unknown activation \"%s\"", act);
     if (rf_base_kind_parse(base, &s->base)) return rf_err_set(e, RF_EFORMAT, "field \"base\": unknown base \"%s\"", base);
+    /* absent in older files: the type's permutation, ActNorm on */
+    const cJSON *pm = cJSON_GetObjectItemCaseSensitive(j, "permutation");
+    if (pm && (!cJSON_IsString(pm) || rf_perm_kind_parse(pm->valuestring, &s->perm) != RF_OK))
+        return rf_err_set(e, RF_EFORMAT, "field \"permutation\": expected default, lu, reverse, random or none");
+    const cJSON *an = cJSON_GetObjectItemCaseSensitive(j, "actnorm");
+    if (an && !cJSON_IsBool(an)) return rf_err_set(e, RF_EFORMAT, "field \"actnorm\": expected true or false");
+    s->no_actnorm = an && cJSON_IsFalse(an);
     /* tsflow fields: absent in files of the other types (and of older versions), which get the
      * defaults; a tsflow must name its window shape, the conv settings default to 3 / 1 / affine */
     s->channels = 1;

@@ -31,7 +31,7 @@ int rf_tsflow_add_layers(const rf_flow_spec *s, rf_rng *rng, rf_layer **out, int
                                  .spline = s->spline, .clamp = s->clamp, .bins = s->bins,
                                  .bound = s->bound};
         for (int b = 0; b < s->blocks; b++) {
-            ADD(rf_ts_actnorm_create(D, C2, T2, e));
+            if (!s->no_actnorm) ADD(rf_ts_actnorm_create(D, C2, T2, e));
             ADD(rf_ts_conv1x1_create(D, C2, T2, rng, e));
             ADD(rf_ts_coupling_create(&cc, e));
         }

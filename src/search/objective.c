@@ -352,7 +352,8 @@ static rf_space *tsflow_arch_space(const rf_search_task *t, rf_err *e) {
              "{\"name\": \"coupling\", \"type\": \"categorical\", \"choices\": [\"affine\", \"spline\"], \"default\": \"affine\"},"
              "{\"name\": \"bins\", \"type\": \"int\", \"low\": 4, \"high\": 16, \"default\": 8,"
              " \"condition\": {\"parent\": \"coupling\", \"values\": [\"spline\"]}},"
-             "{\"name\": \"act\", \"type\": \"categorical\", \"choices\": [\"relu\", \"gelu\", \"tanh\"], \"default\": \"relu\"}"
+             "{\"name\": \"act\", \"type\": \"categorical\", \"choices\": [\"relu\", \"gelu\", \"tanh\"], \"default\": \"relu\"},"
+             "{\"name\": \"actnorm\", \"type\": \"categorical\", \"choices\": [\"on\", \"off\"], \"default\": \"on\"}"
              "]}",
              3, max_scales, max_scales < 2 ? max_scales : 2);
     return rf_space_parse(js, "built-in tsflow architecture space", e);
@@ -366,8 +367,6 @@ rf_space *rf_search_default_space(const rf_search_task *t, int fixed_epochs, rf_
     if (all) {
         const char *drop[6];
         int k = 0;
-        drop[k++] = "permutation"; /* rf_flow_spec fixes the permutation by flow type */
-        drop[k++] = "actnorm";     /* every block starts with ActNorm */
         if (t->kind != RF_TASK_CLASSIFY) drop[k++] = "ce-weight";
         if (fixed_epochs > 0) drop[k++] = "epochs";
         drop[k] = NULL;
@@ -383,7 +382,7 @@ rf_space *rf_search_default_space(const rf_search_task *t, int fixed_epochs, rf_
 
 static const char KNOWN_NAMES[] =
     "lr, batch, weight-decay, schedule, warmup, epochs, clip, ce-weight (lambda), patience; flow, blocks, hidden, "
-    "hidden-layers, act, bins, bound, clamp, residual, scales, kernel, dilation, coupling";
+    "hidden-layers, act, bins, bound, clamp, residual, scales, kernel, dilation, coupling, permutation, actnorm";
 
 int rf_search_space_check(const rf_space *sp, const char *what, rf_err *e) {
     if (!sp || sp->n < 1) return rf_err_set(e, RF_EARG, "%s: the search space has no parameters", what);

@@ -910,6 +910,15 @@ int rf_space_apply(const rf_space *sp, const rf_config *c, rf_flow_spec *spec, r
         } else if (spec && !strcmp(nm, "residual")) {
             if (onoff(s, &spec->residual) != RF_OK)
                 rc = rf_err_set(e, RF_EARG, "configuration: parameter '%s' = \"%s\": expected on or off", sp->p[i].name, s);
+        } else if (spec && !strcmp(nm, "permutation")) {
+            if (rf_perm_kind_parse(s, &spec->perm) != RF_OK)
+                rc = rf_err_set(e, RF_EARG, "configuration: parameter '%s' = \"%s\": expected lu, reverse, random, none or default",
+                                sp->p[i].name, s);
+        } else if (spec && !strcmp(nm, "actnorm")) {
+            int on = 1;
+            if (onoff(s, &on) != RF_OK)
+                rc = rf_err_set(e, RF_EARG, "configuration: parameter '%s' = \"%s\": expected on or off", sp->p[i].name, s);
+            spec->no_actnorm = !on;
         } else if (spec && !strcmp(nm, "coupling")) {
             if (!strcmp(s, "affine")) spec->spline = 0;
             else if (!strcmp(s, "spline")) spec->spline = 1;
