@@ -13,7 +13,7 @@ static const rf_act ACTS[] = {RF_ACT_RELU, RF_ACT_GELU, RF_ACT_TANH};
 
 /* Exact-size heap buffers, so AddressSanitizer catches any overrun of the declared sizes. */
 static float *falloc(size_t n) {
-    float *p = malloc(sizeof(float) * (n ? n : 1));
+    float *p = calloc(n ? n : 1, sizeof(float)); /* zero: kink checks read the whole cache */
     assert_non_null(p);
     return p;
 }
