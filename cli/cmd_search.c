@@ -9,11 +9,12 @@
 #include <sys/stat.h>
 
 #include "args.h"
+#include "renflow/controller.h"
 
 static const char USAGE[] =
     "usage: renflow search [--space SPACE.json] [--data X.npy|DIR [--labels y.npy] [--subjects s.npy]]\n"
     "                      [--task density|classify] [--study STUDY.db] [--trials N] [--time-budget S]\n"
-    "                      [--objective nll|f1|nll,time|nll,params] [--strategy tpe|random|morph]\n"
+    "                      [--objective nll|f1|nll,time|nll,params] [--strategy tpe|random|morph|rl|evolution|...]\n"
     "                      [--seed S] [--out DIR] [--json] [--quiet]\n"
     "\n"
     "Searches training hyperparameters and flow architectures. Every trial trains a flow on the\n"
@@ -48,9 +49,22 @@ static const char USAGE[] =
     "  --strategy S          tpe (default) | random | morph (NASH hill climbing by network\n"
     "                        morphisms, every child a trial) | hyperband | bohb | asha\n"
     "                        (multi-fidelity: the budget is the epochs, up to --epochs or the\n"
-    "                        task's fixed epochs, rungs a factor 3 apart); a resumed study keeps\n"
-    "                        its strategy unless this is given\n"
+    "                        task's fixed epochs, rungs a factor 3 apart) | rl (an LSTM\n"
+    "                        controller trained by REINFORCE on the finished trials) |\n"
+    "                        evolution (regularised aging evolution); a resumed study keeps its\n"
+    "                        strategy unless this is given (give its options again)\n"
     "  --children K          morph: children per round (default 4)\n"
+    "  --population P        evolution: the last P complete trials are the population (default\n"
+    "                        20, or a third of the trials when that is smaller, at least 4);\n"
+    "                        random configurations until P trials are complete\n"
+    "  --sample-size S       evolution: tournament size; the best of S random members is the\n"
+    "                        parent of a one-parameter mutation (default min(5, P))\n"
+    "  --reward-a A, --reward-b B, --reward-c C\n"
+    "                        rl: the shaped reward R(x) = C / (1 + exp(-A x + B)) of x = the\n"
+    "                        first objective oriented so that larger is better (-NLL, macro-F1);\n"
+    "                        R = C/2 at the threshold x = B/A. Default: C = 1, and A, B set from\n"
+    "                        the first 10 complete trials (B/A = their median x; R goes from\n"
+    "                        0.1 C to 0.9 C between their 10% and 90% quantiles)\n"
     "  --epochs E            epochs per trial when the space has no epochs parameter\n"
     "  --max-params N        a configuration with more parameters fails (default: no limit)\n"
     "  --seed S              study seed (default 1; a resumed study keeps its own)\n"
@@ -66,7 +80,8 @@ static const char USAGE[] =
 enum {
     O_SPACE = 256, O_DATA, O_LABELS, O_SUBJECTS, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_TASK, O_BUILTIN, O_TINY,
     O_VALFRAC, O_TESTFRAC, O_STUDY, O_TRIALS, O_BUDGET, O_OBJECTIVE, O_STRATEGY, O_CHILDREN, O_EPOCHS, O_MAXPARAMS,
-    O_SEED, O_THREADS, O_OUT, O_NOREPORT, O_JSON, O_QUIET, O_VERBOSE
+    O_SEED, O_THREADS, O_OUT, O_NOREPORT, O_JSON, O_QUIET, O_VERBOSE, O_POPULATION, O_SAMPLESIZE, O_REWARDA, O_REWARDB,
+    O_REWARDC
 };
 static const struct option LONGOPTS[] = {
     {"space", 1, 0, O_SPACE}, {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"subjects", 1, 0, O_SUBJECTS},
@@ -77,6 +92,8 @@ static const struct option LONGOPTS[] = {
     {"children", 1, 0, O_CHILDREN}, {"epochs", 1, 0, O_EPOCHS}, {"max-params", 1, 0, O_MAXPARAMS},
     {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"no-report", 0, 0, O_NOREPORT},
     {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"verbose", 0, 0, O_VERBOSE}, {"help", 0, 0, 'h'},
+    {"population", 1, 0, O_POPULATION}, {"sample-size", 1, 0, O_SAMPLESIZE}, {"reward-a", 1, 0, O_REWARDA},
+    {"reward-b", 1, 0, O_REWARDB}, {"reward-c", 1, 0, O_REWARDC},
     {0, 0, 0, 0}};
 
 static volatile sig_atomic_t g_signals = 0;
@@ -92,6 +109,8 @@ static void on_signal(int sig) {
 typedef struct search_args {
     const char *space, *data, *labels, *subjects, *recordings, *task, *builtin, *study, *objective, *strategy, *out;
     int tiny, trials, children, epochs, threads, json, quiet, verbose, no_report, seed_given;
+    int population, sample_size;          /* evolution; 0 = default */
+    float reward_a, reward_b, reward_c;   /* rl; NAN = default */
     float val_frac, test_frac, budget;
     long max_params;
     uint64_t seed;
@@ -106,6 +125,7 @@ static int parse(int argc, char **argv, search_args *a, int *help) {
     a->threads = 2;
     a->seed = 1;
     a->children = 4;
+    a->reward_a = a->reward_b = a->reward_c = NAN;
     rf_cli_opts o = {C, LONGOPTS, USAGE};
     optind = 1;
     int c, rc = 0;
@@ -141,6 +161,11 @@ static int parse(int argc, char **argv, search_args *a, int *help) {
         case O_OBJECTIVE: a->objective = optarg; break;
         case O_STRATEGY: a->strategy = optarg; break;
         case O_CHILDREN: rc = rf_arg_int(C, "children", optarg, 1, 1000, &a->children); break;
+        case O_POPULATION: rc = rf_arg_int(C, "population", optarg, 1, 1000000, &a->population); break;
+        case O_SAMPLESIZE: rc = rf_arg_int(C, "sample-size", optarg, 1, 1000000, &a->sample_size); break;
+        case O_REWARDA: rc = rf_arg_float(C, "reward-a", optarg, 1e-30, 1e30, &a->reward_a); break;
+        case O_REWARDB: rc = rf_arg_float(C, "reward-b", optarg, -1e30, 1e30, &a->reward_b); break;
+        case O_REWARDC: rc = rf_arg_float(C, "reward-c", optarg, 1e-30, 1e30, &a->reward_c); break;
         case O_EPOCHS: rc = rf_arg_int(C, "epochs", optarg, 1, 1000000, &a->epochs); break;
         case O_MAXPARAMS: rc = rf_arg_long(C, "max-params", optarg, 1, 2000000000L, &a->max_params); break;
         case O_SEED: rc = rf_arg_u64(C, "seed", optarg, &a->seed); a->seed_given = 1; break;
@@ -165,26 +190,59 @@ static int parse(int argc, char **argv, search_args *a, int *help) {
     if (a->builtin && strcmp(a->builtin, "eeg") && a->task && !strcmp(a->task, "classify"))
         return rf_usage_error(C, "--builtin %s is a density task; classification has --builtin eeg", a->builtin);
     if (a->strategy) {
-        static const char *later[] = {"darts", "rl", "evolution"};
+        static const char *later[] = {"darts"};
         for (size_t k = 0; k < sizeof later / sizeof *later; k++)
             if (!strcmp(a->strategy, later[k]))
-                return rf_usage_error(C, "option --strategy: '%s' is not implemented yet (tpe, random, morph)", a->strategy);
+                return rf_usage_error(C, "option --strategy: '%s' is not implemented yet (tpe, random, morph, rl, evolution)",
+                                      a->strategy);
     }
+    if (a->sample_size > 0 && a->population > 0 && a->sample_size > a->population)
+        return rf_usage_error(C, "option --sample-size: %d is larger than --population %d", a->sample_size, a->population);
     if (!a->study) a->study = "renflow-study.db";
     if (!a->out) a->out = ".";
     return 0;
 }
 
-/* A sampler for a strategy name; RF_EXIT_USAGE (after a message) when there is none. */
-static int make_sampler(const char *C, const char *name, rf_sampler **s) {
+/* A sampler for a strategy name; RF_EXIT_USAGE (after a message) when there is none. The rl
+ * controller's initial weights come from the study seed; evolution's default population from the
+ * number of trials. */
+static int make_sampler(const char *C, const char *name, const search_args *a, uint64_t seed, int trials,
+                        rf_sampler **s) {
     *s = NULL;
+    const int rl = !strcmp(name, "rl"), evo = !strcmp(name, "evolution");
+    if (!rl && (!isnan(a->reward_a) || !isnan(a->reward_b) || !isnan(a->reward_c)))
+        return rf_usage_error(C, "options --reward-a/-b/-c are for --strategy rl (the strategy is %s)", name);
+    if (!evo && (a->population > 0 || a->sample_size > 0))
+        return rf_usage_error(C, "options --population and --sample-size are for --strategy evolution (the strategy is %s)",
+                              name);
     if (!strcmp(name, "morph")) return 0;
     rf_err e = {0};
-    *s = rf_sampler_create(name, &e);
+    if (rl) {
+        rf_rl_opts o;
+        rf_rl_opts_default(&o);
+        o.seed = seed;
+        if (!isnan(a->reward_a)) o.reinforce.reward_a = a->reward_a;
+        if (!isnan(a->reward_b)) o.reinforce.reward_b = a->reward_b;
+        if (!isnan(a->reward_c)) o.reinforce.reward_c = a->reward_c;
+        *s = rf_sampler_rl_create(&o, &e);
+    } else if (evo) {
+        rf_evolution_opts o;
+        rf_evolution_opts_default(&o);
+        if (a->population > 0) o.population = a->population;
+        else if (trials > 0 && trials / 3 < o.population) o.population = trials / 3 < 4 ? 4 : trials / 3;
+        o.sample_size = a->sample_size > 0 ? a->sample_size : o.population < 5 ? o.population : 5;
+        if (o.sample_size > o.population)
+            return rf_usage_error(C, "option --sample-size: %d is larger than the population %d", o.sample_size, o.population);
+        *s = rf_sampler_evolution_create(&o, &e);
+    } else {
+        *s = rf_sampler_create(name, &e);
+    }
     if (*s) return 0;
+    if (rl || evo) return rf_usage_error(C, "option --strategy %s: %s", name, e.msg);
     if (!strcmp(name, "hyperband") || !strcmp(name, "bohb"))
         return rf_usage_error(C, "option --strategy: '%s' is not available in this build (%s)", name, e.msg);
-    return rf_usage_error(C, "option --strategy: unknown strategy '%s' (tpe, random, morph, hyperband, bohb): %s", name, e.msg);
+    return rf_usage_error(C, "option --strategy: unknown strategy '%s' (tpe, random, morph, hyperband, bohb, rl, evolution): %s",
+                          name, e.msg);
 }
 
 static cJSON *trial_summary(rf_study *st, const rf_trial *t, const char *model) {
@@ -266,7 +324,8 @@ int rf_cli_search(int argc, char **argv) {
                     (unsigned long long)seed, (unsigned long long)a.seed);
     }
     const char *strategy = a.strategy ? a.strategy : stored_sampler[0] ? stored_sampler : "tpe";
-    if ((rc = make_sampler(C, strategy, &sampler))) goto done_usage;
+    if ((rc = make_sampler(C, strategy, &a, seed, a.trials > 0 ? a.trials : a.budget > 0 ? 0 : a.data ? 50 : 30, &sampler)))
+        goto done_usage;
     const int morph = !strcmp(strategy, "morph");
 
     /* the task */
@@ -384,6 +443,9 @@ int rf_cli_search(int argc, char **argv) {
         if (trials > 0) fprintf(stderr, "; up to %d trials", trials);
         if (a.budget > 0) fprintf(stderr, "; time budget %gs", (double)a.budget);
         fprintf(stderr, "\n");
+        if (n_metrics > 1 && (!strcmp(strategy, "rl") || !strcmp(strategy, "evolution")))
+            fprintf(stderr, "renflow search: note: strategy %s optimises the first objective (%s) only\n", strategy,
+                    rf_search_metric_name(metrics[0]));
     }
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);

@@ -26,5 +26,6 @@
 #include "renflow/pareto.h"
 #include "renflow/features.h"
 #include "renflow/search_job.h"
+#include "renflow/controller.h"
 
 #endif

@@ -202,5 +202,18 @@ has data-nolabels-msg "$T/err" "labels"
 check data-missing 1 "$R" search --data "$T/none.npy" --quiet --trials 2 --study "$T/d3.db" --out "$T/do3"
 has data-missing-msg "$T/err" "none.npy"
 
+# ---- rl (LSTM controller + REINFORCE) and evolution (aging evolution); resume keeps the strategy
+check rl 0 $S --strategy rl --trials 12 --reward-a 4 --reward-b -12 --study "$T/rl.db" --out "$T/rlo" --json
+ok rl-json "$T/out" "j['strategy'] == 'rl' and j['counts']['complete'] + j['counts']['failed'] == 12"
+check rl-resume 0 $S --trials 14 --reward-a 4 --reward-b -12 --study "$T/rl.db" --out "$T/rlo" --json
+ok rl-resume-json "$T/out" "j['strategy'] == 'rl' and j['trials_run'] == 2 and j['counts']['complete'] + j['counts']['failed'] == 14"
+check rl-bad-a 2 $S --strategy rl --reward-a 0 --study "$T/u.db"
+check rl-opt-other 2 $S --strategy tpe --reward-a 2 --study "$T/u.db"
+has rl-opt-other-msg "$T/err" "strategy rl"
+check evolution 0 $S --strategy evolution --population 4 --sample-size 2 --trials 10 --study "$T/ev.db" --out "$T/evo" --json
+ok evolution-json "$T/out" "j['strategy'] == 'evolution' and j['counts']['complete'] + j['counts']['failed'] == 10"
+check evolution-bad-s 2 $S --strategy evolution --population 3 --sample-size 4 --study "$T/u.db"
+has evolution-bad-s-msg "$T/err" "sample-size"
+
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "mf_internal.h"
+#include "renflow/controller.h"
 
 int rf_sampler_sample(rf_sampler *s, const rf_space *sp, const rf_history *h, rf_rng *rng,
                       rf_config *out, rf_err *e) {
@@ -61,12 +62,13 @@ rf_sampler *rf_sampler_create(const char *name, rf_err *e) {
     rf_err e2 = {0};
     rf_sampler *s = rf__sampler_create_tpe(name, &e2);
     if (!s && !e2.code) s = rf__sampler_create_mf(name, &e2);
+    if (!s && !e2.code) s = rf_sampler_create_strategy(name, &e2); /* rl, evolution (controller.h) */
     if (s || e2.code) {
         if (!s && e) *e = e2;
         return s;
     }
     rf_err_set(e, RF_EARG,
                "unknown sampler \"%s\" (random, tpe, tpe-univariate, tpe-optuna, tpe-sdw, tpe-univariate-sdw, asha, "
-               "hyperband, hyperband-async, bohb, bohb-async, asha-tpe)", name ? name : "(null)");
+               "hyperband, hyperband-async, bohb, bohb-async, asha-tpe, rl, evolution)", name ? name : "(null)");
     return NULL;
 }
