@@ -10,11 +10,12 @@
 
 #include "args.h"
 #include "renflow/controller.h"
+#include "renflow/supernet.h"
 
 static const char USAGE[] =
     "usage: renflow search [--space SPACE.json] [--data X.npy|DIR [--labels y.npy] [--subjects s.npy]]\n"
     "                      [--task density|classify] [--study STUDY.db] [--trials N] [--time-budget S]\n"
-    "                      [--objective nll|f1|nll,time|nll,params] [--strategy tpe|random|morph|rl|evolution|...]\n"
+    "                      [--objective nll|f1|nll,time|nll,params] [--strategy tpe|random|morph|rl|evolution|darts|enas|...]\n"
     "                      [--seed S] [--out DIR] [--json] [--quiet]\n"
     "\n"
     "Searches training hyperparameters and flow architectures. Every trial trains a flow on the\n"
@@ -42,7 +43,8 @@ static const char USAGE[] =
     "                        (built-in tasks: epochs fixed at 12, --tiny 3)\n"
     "  --study FILE          the study (default renflow-study.db); resumed when it exists\n"
     "  --trials N            the study's total number of trials (a resumed study runs the rest;\n"
-    "                        default 30 for built-in tasks, 50 otherwise, or none with --time-budget)\n"
+    "                        default 30 for built-in tasks, 50 otherwise, 3 for darts/enas,\n"
+    "                        none with --time-budget)\n"
     "  --time-budget S       no new trial after S seconds\n"
     "  --objective O         nll (default) | f1 (classify) | nll,time | nll,params | f1,time ...\n"
     "                        (time: training seconds; params: parameter count; minimised)\n"
@@ -51,8 +53,18 @@ static const char USAGE[] =
     "                        (multi-fidelity: the budget is the epochs, up to --epochs or the\n"
     "                        task's fixed epochs, rungs a factor 3 apart) | rl (an LSTM\n"
     "                        controller trained by REINFORCE on the finished trials) |\n"
-    "                        evolution (regularised aging evolution); a resumed study keeps its\n"
+    "                        evolution (regularised aging evolution) | darts (gradient-based:\n"
+    "                        a supernet whose coupling conditioners mix candidate operations,\n"
+    "                        softmax weights learned on the validation rows, then discretised\n"
+    "                        and retrained; each trial is one whole search) | enas (the same\n"
+    "                        supernet with shared weights trained on paths that an LSTM\n"
+    "                        controller picks by REINFORCE); a resumed study keeps its\n"
     "                        strategy unless this is given (give its options again)\n"
+    "  --candidates LIST     darts/enas: the conditioner candidates of every coupling, e.g.\n"
+    "                        zero,relu-1,tanh-2x32,gelu-2-res (default: a set of 9 MLPs)\n"
+    "  --supernet-flow F     darts/enas: realnvp | glow | nsf (default nsf)\n"
+    "  --supernet-blocks B   darts/enas: coupling blocks (default 4)\n"
+    "  --search-epochs E     darts/enas: passes over the training rows in each search (20)\n"
     "  --children K          morph: children per round (default 4)\n"
     "  --population P        evolution: the last P complete trials are the population (default\n"
     "                        20, or a third of the trials when that is smaller, at least 4);\n"
@@ -65,6 +77,8 @@ static const char USAGE[] =
     "                        R = C/2 at the threshold x = B/A. Default: C = 1, and A, B set from\n"
     "                        the first 10 complete trials (B/A = their median x; R goes from\n"
     "                        0.1 C to 0.9 C between their 10% and 90% quantiles)\n"
+    "                        enas: the same reward of x = -(validation loss of a path);\n"
+    "                        default: A, B recalibrated from the policy's spread every epoch\n"
     "  --epochs E            epochs per trial when the space has no epochs parameter\n"
     "  --max-params N        a configuration with more parameters fails (default: no limit)\n"
     "  --seed S              study seed (default 1; a resumed study keeps its own)\n"
@@ -81,7 +95,7 @@ enum {
     O_SPACE = 256, O_DATA, O_LABELS, O_SUBJECTS, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_TASK, O_BUILTIN, O_TINY,
     O_VALFRAC, O_TESTFRAC, O_STUDY, O_TRIALS, O_BUDGET, O_OBJECTIVE, O_STRATEGY, O_CHILDREN, O_EPOCHS, O_MAXPARAMS,
     O_SEED, O_THREADS, O_OUT, O_NOREPORT, O_JSON, O_QUIET, O_VERBOSE, O_POPULATION, O_SAMPLESIZE, O_REWARDA, O_REWARDB,
-    O_REWARDC
+    O_REWARDC, O_CANDIDATES, O_SNFLOW, O_SNBLOCKS, O_SEARCHEPOCHS
 };
 static const struct option LONGOPTS[] = {
     {"space", 1, 0, O_SPACE}, {"data", 1, 0, O_DATA}, {"labels", 1, 0, O_LABELS}, {"subjects", 1, 0, O_SUBJECTS},
@@ -93,7 +107,8 @@ static const struct option LONGOPTS[] = {
     {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS}, {"out", 1, 0, O_OUT}, {"no-report", 0, 0, O_NOREPORT},
     {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"verbose", 0, 0, O_VERBOSE}, {"help", 0, 0, 'h'},
     {"population", 1, 0, O_POPULATION}, {"sample-size", 1, 0, O_SAMPLESIZE}, {"reward-a", 1, 0, O_REWARDA},
-    {"reward-b", 1, 0, O_REWARDB}, {"reward-c", 1, 0, O_REWARDC},
+    {"reward-b", 1, 0, O_REWARDB}, {"reward-c", 1, 0, O_REWARDC}, {"candidates", 1, 0, O_CANDIDATES},
+    {"supernet-flow", 1, 0, O_SNFLOW}, {"supernet-blocks", 1, 0, O_SNBLOCKS}, {"search-epochs", 1, 0, O_SEARCHEPOCHS},
     {0, 0, 0, 0}};
 
 static volatile sig_atomic_t g_signals = 0;
@@ -110,7 +125,9 @@ typedef struct search_args {
     const char *space, *data, *labels, *subjects, *recordings, *task, *builtin, *study, *objective, *strategy, *out;
     int tiny, trials, children, epochs, threads, json, quiet, verbose, no_report, seed_given;
     int population, sample_size;          /* evolution; 0 = default */
-    float reward_a, reward_b, reward_c;   /* rl; NAN = default */
+    float reward_a, reward_b, reward_c;   /* rl, enas; NAN = default */
+    const char *candidates, *sn_flow;     /* darts, enas */
+    int sn_blocks, search_epochs;         /* darts, enas; 0 = default */
     float val_frac, test_frac, budget;
     long max_params;
     uint64_t seed;
@@ -167,6 +184,14 @@ static int parse(int argc, char **argv, search_args *a, int *help) {
         case O_REWARDB: rc = rf_arg_float(C, "reward-b", optarg, -1e30, 1e30, &a->reward_b); break;
         case O_REWARDC: rc = rf_arg_float(C, "reward-c", optarg, 1e-30, 1e30, &a->reward_c); break;
         case O_EPOCHS: rc = rf_arg_int(C, "epochs", optarg, 1, 1000000, &a->epochs); break;
+        case O_CANDIDATES: a->candidates = optarg; break;
+        case O_SNFLOW:
+            a->sn_flow = optarg;
+            if (strcmp(optarg, "realnvp") && strcmp(optarg, "glow") && strcmp(optarg, "nsf"))
+                rc = rf_usage_error(C, "option --supernet-flow: expected realnvp, glow or nsf, got '%s'", optarg);
+            break;
+        case O_SNBLOCKS: rc = rf_arg_int(C, "supernet-blocks", optarg, 1, 64, &a->sn_blocks); break;
+        case O_SEARCHEPOCHS: rc = rf_arg_int(C, "search-epochs", optarg, 1, 1000000, &a->search_epochs); break;
         case O_MAXPARAMS: rc = rf_arg_long(C, "max-params", optarg, 1, 2000000000L, &a->max_params); break;
         case O_SEED: rc = rf_arg_u64(C, "seed", optarg, &a->seed); a->seed_given = 1; break;
         case O_THREADS: rc = rf_arg_int(C, "threads", optarg, 1, 1024, &a->threads); break;
@@ -189,13 +214,6 @@ static int parse(int argc, char **argv, search_args *a, int *help) {
     if (!a->data && !a->builtin) a->builtin = a->task && !strcmp(a->task, "classify") ? "eeg" : "ring";
     if (a->builtin && strcmp(a->builtin, "eeg") && a->task && !strcmp(a->task, "classify"))
         return rf_usage_error(C, "--builtin %s is a density task; classification has --builtin eeg", a->builtin);
-    if (a->strategy) {
-        static const char *later[] = {"darts"};
-        for (size_t k = 0; k < sizeof later / sizeof *later; k++)
-            if (!strcmp(a->strategy, later[k]))
-                return rf_usage_error(C, "option --strategy: '%s' is not implemented yet (tpe, random, morph, rl, evolution)",
-                                      a->strategy);
-    }
     if (a->sample_size > 0 && a->population > 0 && a->sample_size > a->population)
         return rf_usage_error(C, "option --sample-size: %d is larger than --population %d", a->sample_size, a->population);
     if (!a->study) a->study = "renflow-study.db";
@@ -210,8 +228,13 @@ static int make_sampler(const char *C, const char *name, const search_args *a, u
                         rf_sampler **s) {
     *s = NULL;
     const int rl = !strcmp(name, "rl"), evo = !strcmp(name, "evolution");
-    if (!rl && (!isnan(a->reward_a) || !isnan(a->reward_b) || !isnan(a->reward_c)))
-        return rf_usage_error(C, "options --reward-a/-b/-c are for --strategy rl (the strategy is %s)", name);
+    const int supernet = !strcmp(name, "darts") || !strcmp(name, "enas");
+    if (!rl && strcmp(name, "enas") && (!isnan(a->reward_a) || !isnan(a->reward_b) || !isnan(a->reward_c)))
+        return rf_usage_error(C, "options --reward-a/-b/-c are for --strategy rl or enas (the strategy is %s)", name);
+    if (!supernet && (a->candidates || a->sn_flow || a->sn_blocks || a->search_epochs))
+        return rf_usage_error(C, "options --candidates, --supernet-flow, --supernet-blocks and --search-epochs are for "
+                              "--strategy darts or enas (the strategy is %s)", name);
+    if (supernet) return 0; /* no sampler: rf_search_darts_run / rf_search_enas_run */
     if (!evo && (a->population > 0 || a->sample_size > 0))
         return rf_usage_error(C, "options --population and --sample-size are for --strategy evolution (the strategy is %s)",
                               name);
@@ -241,7 +264,7 @@ static int make_sampler(const char *C, const char *name, const search_args *a, u
     if (rl || evo) return rf_usage_error(C, "option --strategy %s: %s", name, e.msg);
     if (!strcmp(name, "hyperband") || !strcmp(name, "bohb"))
         return rf_usage_error(C, "option --strategy: '%s' is not available in this build (%s)", name, e.msg);
-    return rf_usage_error(C, "option --strategy: unknown strategy '%s' (tpe, random, morph, hyperband, bohb, rl, evolution): %s",
+    return rf_usage_error(C, "option --strategy: unknown strategy '%s' (tpe, random, morph, hyperband, bohb, rl, evolution, darts, enas): %s",
                           name, e.msg);
 }
 
@@ -327,6 +350,29 @@ int rf_cli_search(int argc, char **argv) {
     if ((rc = make_sampler(C, strategy, &a, seed, a.trials > 0 ? a.trials : a.budget > 0 ? 0 : a.data ? 50 : 30, &sampler)))
         goto done_usage;
     const int morph = !strcmp(strategy, "morph");
+    const int darts = !strcmp(strategy, "darts"), enas = !strcmp(strategy, "enas"), supernet = darts || enas;
+    rf_darts_opts dopt;
+    rf_enas_opts eopt;
+    rf_darts_opts_default(&dopt);
+    rf_enas_opts_default(&eopt);
+    rf_darts_opts *sno = darts ? &dopt : &eopt.net; /* the supernet and its search */
+    if (supernet) {
+        if (a.sn_flow) rf_flow_type_parse(a.sn_flow, &sno->flow);
+        if (a.sn_blocks > 0) sno->blocks = a.sn_blocks;
+        if (a.search_epochs > 0) sno->epochs = a.search_epochs;
+        if (a.candidates && rf_supernet_cands_parse(a.candidates, sno->cands, &sno->n_cands, &e)) {
+            rc = rf_usage_error(C, "option --candidates: %s", e.msg);
+            goto done_usage;
+        }
+        if (!isnan(a.reward_a)) eopt.reward_a = a.reward_a;
+        if (!isnan(a.reward_b)) eopt.reward_b = a.reward_b;
+        if (!isnan(a.reward_c)) eopt.reinforce.reward_c = a.reward_c;
+        if (a.space) {
+            rc = rf_usage_error(C, "--space does not apply to --strategy %s (its space is the supernet's candidates: "
+                                "--candidates, --supernet-flow, --supernet-blocks)", strategy);
+            goto done_usage;
+        }
+    }
 
     /* the task */
     rf_search_task_opts to;
@@ -390,6 +436,8 @@ int rf_cli_search(int argc, char **argv) {
     if (morph) {
         start_space = user_space ? user_space : rf_search_default_space(&task, fixed_epochs, &e);
         if (!start_space || !(space = rf_search_morph_space(&e))) goto fail;
+    } else if (supernet) {
+        if (!(space = rf_search_darts_space(sno, &e))) goto fail;
     } else if (user_space) {
         space = user_space;
     } else if (existing) {
@@ -431,7 +479,7 @@ int rf_cli_search(int argc, char **argv) {
     if ((rc = rf_study_counts(st, counts, &e))) goto fail;
     int total0 = 0;
     for (int s = 0; s < RF_TRIAL_NSTATUS; s++) total0 += counts[s];
-    const int trials = a.trials > 0 ? a.trials : a.budget > 0 ? 0 : a.data ? 50 : 30;
+    const int trials = a.trials > 0 ? a.trials : a.budget > 0 ? 0 : supernet ? 3 : a.data ? 50 : 30;
     if (!a.quiet) {
         char desc[1400];
         rf_search_task_describe(&task, desc, sizeof desc);
@@ -455,6 +503,13 @@ int rf_cli_search(int argc, char **argv) {
         rf_search_morph_opts mo = {.trials = trials, .time_budget = a.budget, .children = a.children, .morphs = 1,
                                    .stop_flag = &g_stop, .progress = !a.quiet, .seed = seed};
         rc = rf_search_morph_run(st, &job, start_space, &mo, &n_run, &e);
+    } else if (supernet) { /* each trial: one whole search, discretised and retrained */
+        sno->trials = trials;
+        sno->time_budget = a.budget;
+        sno->stop_flag = &g_stop;
+        sno->progress = !a.quiet;
+        sno->threads = a.threads;
+        rc = darts ? rf_search_darts_run(st, &job, &dopt, &n_run, &e) : rf_search_enas_run(st, &job, &eopt, &n_run, &e);
     } else {
         if (total0 == 0) { /* the default configuration first: the baseline every study reports */
             rf_config c;
@@ -517,7 +572,7 @@ int rf_cli_search(int argc, char **argv) {
     cJSON *oj = cJSON_AddArrayToObject(summary, "objectives");
     for (int k = 0; k < n_metrics; k++) cJSON_AddItemToArray(oj, cJSON_CreateString(rf_search_metric_name(metrics[k])));
     cJSON_AddNumberToObject(summary, "trials_run", n_run);
-    if (!morph) {
+    if (!morph && !supernet) {
         cJSON_AddNumberToObject(summary, "complete", n_complete);
         cJSON_AddNumberToObject(summary, "failed", n_failed);
         cJSON_AddNumberToObject(summary, "pruned", n_pruned);

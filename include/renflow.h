@@ -27,5 +27,6 @@
 #include "renflow/features.h"
 #include "renflow/search_job.h"
 #include "renflow/controller.h"
+#include "renflow/supernet.h"
 
 #endif

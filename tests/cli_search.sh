@@ -38,8 +38,8 @@ check study-help 0 "$R" study --help
 check trials-zero 2 $S --trials 0 --study "$T/u.db"
 check trials-word 2 $S --trials many --study "$T/u.db"
 check bad-strategy 2 $S --strategy nope --study "$T/u.db"
-check darts-later 2 $S --strategy darts --study "$T/u.db"
-has darts-msg "$T/err" "not implemented yet"
+check darts-bad-flow 2 $S --strategy darts --supernet-flow maf --study "$T/u.db"
+has darts-bad-flow-msg "$T/err" "supernet-flow"
 check bad-objective 2 $S --objective loss --study "$T/u.db"
 has bad-objective-msg "$T/err" "loss"
 check f1-density 2 $S --objective f1 --study "$T/u.db"
@@ -214,6 +214,20 @@ check evolution 0 $S --strategy evolution --population 4 --sample-size 2 --trial
 ok evolution-json "$T/out" "j['strategy'] == 'evolution' and j['counts']['complete'] + j['counts']['failed'] == 10"
 check evolution-bad-s 2 $S --strategy evolution --population 3 --sample-size 4 --study "$T/u.db"
 has evolution-bad-s-msg "$T/err" "sample-size"
+
+# ---- darts and enas: each trial is a supernet search, discretised and retrained; resume adds one
+DS=(--strategy darts --search-epochs 2 --supernet-blocks 2 --candidates zero,relu-1x16,tanh-1x16)
+check darts 0 $S "${DS[@]}" --trials 1 --study "$T/da.db" --out "$T/dao" --json
+ok darts-json "$T/out" "j['strategy'] == 'darts' and j['counts']['complete'] == 1 and j['best']['config']['op-1'] in ('zero', 'relu-1x16', 'tanh-1x16')"
+[ -s "$T/dao/best.rf" ] && pass=$((pass+1)) || { fail=$((fail+1)); echo "FAIL darts: no best.rf"; }
+check darts-resume 0 $S "${DS[@]}" --trials 2 --study "$T/da.db" --out "$T/dao" --json
+ok darts-resume-json "$T/out" "j['trials_run'] == 1 and j['counts']['complete'] == 2"
+check enas 0 $S --strategy enas --search-epochs 2 --supernet-blocks 2 --candidates zero,relu-1x16,tanh-1x16 --trials 1 --study "$T/en.db" --out "$T/eno" --json
+ok enas-json "$T/out" "j['strategy'] == 'enas' and j['counts']['complete'] == 1"
+check darts-bad-cand 2 $S --strategy darts --candidates relu-1,swish-2 --study "$T/u.db"
+has darts-bad-cand-msg "$T/err" "swish"
+check darts-opt-other 2 $S --strategy tpe --candidates relu-1 --study "$T/u.db"
+check darts-space 2 $S --strategy darts --space "$T/none.json" --study "$T/u.db"
 
 echo "$pass passed, $fail failed"
 [ "$fail" = 0 ]
