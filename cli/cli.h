@@ -23,5 +23,6 @@ int rf_cli_demo(int argc, char **argv);
 int rf_cli_explain(int argc, char **argv);
 int rf_cli_search(int argc, char **argv);
 int rf_cli_study(int argc, char **argv);
+int rf_cli_certify(int argc, char **argv);
 
 #endif

@@ -16,6 +16,7 @@ static const rf_cli_command commands[] = {
     {"explain", "explain a class-conditional flow: prototypes, OOD rows, counterfactuals", rf_cli_explain},
     {"search", "hyperparameter and architecture search, stored in a resumable study", rf_cli_search},
     {"study", "look at a search study: show, importance, pareto, report", rf_cli_study},
+    {"certify", "certificate of a model: quality, cost, energy, guarantees, ratings vs references", rf_cli_certify},
     {"demo", "train on a built-in synthetic data set, write samples and a density figure", rf_cli_demo},
 };
 

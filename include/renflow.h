@@ -28,5 +28,8 @@
 #include "renflow/search_job.h"
 #include "renflow/controller.h"
 #include "renflow/supernet.h"
+#include "renflow/refdensity.h"
+#include "renflow/cert.h"
+#include "renflow/cert_label.h"
 
 #endif
