@@ -6,6 +6,9 @@
 #      classifier (validation macro-F1).
 # Validation and test parts hold out whole subjects; the test subjects score the best and the
 # default configuration once each study is over (report/report.json, "search").
+# Spaces: sleep-density the default space (training + architecture); sleep-classify
+# bench/studies/space_features.json and eegmat bench/studies/space_windows.json (the same
+# parameters with the epochs bounded to 30 / 20, so that a study fits in BUDGET on 2 cores).
 # Usage: bench/studies/run_studies.sh [OUTDIR] [which: sleep-density,sleep-classify,eegmat]
 # Environment: RENFLOW (binary; default build/renflow), TRIALS (40), BUDGET (seconds per study, 2700).
 set -euo pipefail
@@ -28,7 +31,7 @@ if [[ $which == *sleep-density* ]]; then
 fi
 if [[ $which == *sleep-classify* ]]; then
   $R search --data "$out/sleep/Xn.npy" --labels "$out/sleep/y.npy" --subjects "$out/sleep/subj.npy" \
-    --task classify --objective f1 --test-frac 0.25 --val-frac 0.34 \
+    --task classify --objective f1 --test-frac 0.25 --val-frac 0.34 --space "$here/space_features.json" \
     --study "$out/sleep-classify.db" --out "$out/sleep-classify" \
     "${common[@]}" > "$out/sleep-classify.json" 2> "$out/sleep-classify.log"
 fi
@@ -44,6 +47,7 @@ if [[ $which == *eegmat* ]]; then
       --standardise subject --out "$out/eegmat"
   fi
   $R search --data "$out/eegmat" --task classify --objective f1 --test-frac 0.25 --val-frac 0.25 \
+    --space "$here/space_windows.json" \
     --study "$out/eegmat.db" --out "$out/eegmat-search" \
     "${common[@]}" > "$out/eegmat.json" 2> "$out/eegmat.log"
 fi
