@@ -10,8 +10,6 @@ set -u
 R=${RF_CLI:?RF_CLI must point to the renflow binary}
 BIN="$(dirname "$R")/test_cert_label"
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-printf 'leak:libfontconfig.so\n' > "$T/lsan.supp"
-export LSAN_OPTIONS="suppressions=$T/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 missing_tool() {

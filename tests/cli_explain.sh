@@ -6,9 +6,6 @@ set -u
 R=${RF_CLI:?RF_CLI must point to the renflow binary}
 D=${RF_SHARED_DATA:-../shared/data}
 T=$(mktemp -d); trap 'rm -rf "$T"' EXIT
-# sanitizer builds: fontconfig's process-lifetime caches (behind cairo's fonts) are not leaks of ours
-printf 'leak:libfontconfig.so\n' > "$T/lsan.supp"
-export LSAN_OPTIONS="suppressions=$T/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 fail=0
 check() { if eval "$2"; then echo "ok   $1"; else echo "FAIL $1"; fail=1; fi; }
 run() { "$@" > "$T/out" 2> "$T/err"; echo $? > "$T/rc"; }

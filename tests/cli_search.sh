@@ -6,9 +6,6 @@ R=${RF_CLI:?RF_CLI must point at the renflow binary}
 T=$(mktemp -d)
 BG=
 trap '[ -n "$BG" ] && kill -9 "$BG" 2>/dev/null; rm -rf "$T"' EXIT
-# sanitizer builds: fontconfig's process-lifetime caches (behind cairo's fonts) are not leaks of ours
-printf 'leak:libfontconfig.so\n' > "$T/lsan.supp"
-export LSAN_OPTIONS="suppressions=$T/lsan.supp${LSAN_OPTIONS:+:$LSAN_OPTIONS}"
 pass=0; fail=0
 check() { # name, expected exit code, command...
   local name=$1 want=$2; shift 2
