@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "renflow/cert.h"
+#include "renflow/train.h"
 #include "testutil.h"
 
 /* ---- helpers ---- */
@@ -362,7 +363,16 @@ static void test_broken_models(void **state) {
         assert_true(cJSON_IsFalse(jget(g, "pass")));
         assert_string_equal(jstr(check_by_id(g, "invertibility_test"), "status"), "fail");
         assert_string_equal(jstr(check_by_id(g, "invertibility_samples"), "status"), "fail");
-        assert_string_equal(jstr(check_by_id(g, "logdet_agreement"), "status"), "fail");
+        /* NaN: the log-det fails. A scale of exactly 0: the numerical Jacobian is singular, so no
+         * finite-difference interval bounds log|det| from below and the model's -200 cannot be
+         * refuted (its upper end, log of the FD error, is far above -200): not verified at any
+         * point, never a pass (the failure shows in invertibility and the condition). */
+        if (kind == 1) assert_string_equal(jstr(check_by_id(g, "logdet_agreement"), "status"), "fail");
+        else {
+            assert_string_equal(jstr(check_by_id(g, "logdet_agreement"), "status"), "not_verified");
+            assert_true(jnum(g, "log_determinant.points_pass") == 0);
+            assert_true(jnum(g, "log_determinant.points_not_verified") == o.guarantee_points + o.box_points);
+        }
         assert_string_equal(jstr(check_by_id(g, "lipschitz_condition"), "status"), "fail");
         if (kind == 1) assert_string_equal(jstr(check_by_id(g, "finite_log_density"), "status"), "fail");
         /* the certificate is still complete and rated: capped at E */
@@ -385,6 +395,129 @@ static void test_broken_models(void **state) {
     }
     rf_matrix_free(&test);
     rf_matrix_free(&train);
+}
+
+/* ---- log-determinant: wrong values fail, finite-difference trouble does not ---- */
+
+/* A layer whose reported log-det is off by g_ld_offset: the wrapped ActNorm's ops with a forward
+ * that adds the offset (the map itself is unchanged). */
+static rf_layer_ops g_off_ops;
+static const rf_layer_ops *g_off_base;
+static float g_ld_offset;
+static void offset_forward(const rf_layer *l, const float *params, int n, const float *x, float *y, float *logdet,
+                           float *cache, float *scratch) {
+    g_off_base->forward(l, params, n, x, y, logdet, cache, scratch);
+    for (int i = 0; i < n; i++) logdet[i] += g_ld_offset;
+}
+
+static void test_logdet_offset_layer(void **state) {
+    (void)state;
+    const int D = 5;
+    double M[25], lmax[6], lmin[6], ld;
+    rf_matrix test;
+    fill_normal(&test, 150, D, 12, 1.0);
+    const float offsets[3] = {1.0f, -0.3f, 0.02f}; /* threshold: 0.01 x D = 0.05 nats */
+    for (int c = 0; c < 3; c++) {
+        rf_flow *f = linear_flow(D, 2, 31, M, lmax, lmin, &ld);
+        g_off_base = f->layers[3]->ops; /* the second block's ActNorm */
+        g_off_ops = *g_off_base;
+        g_off_ops.forward = offset_forward;
+        f->layers[3]->ops = &g_off_ops;
+        g_ld_offset = offsets[c];
+        rf_cert_opts o;
+        quick_opts(&o);
+        rf_rng rng;
+        rf_rng_seed(&rng, 5);
+        rf_err e = {0};
+        cJSON *g = rf_cert_guarantees(f, &test, &o, &rng, &e);
+        if (!g) fail_msg("guarantees: %s", e.msg);
+        const cJSON *chk = check_by_id(g, "logdet_agreement");
+        const int NP = o.guarantee_points + o.box_points;
+        printf("log-det offset %+.2f in layer 3: %s, excess %.4f (threshold %.3f), error bound %.2e, %g fail / %g pass; "
+               "layer 3: %g points fail\n",
+               (double)offsets[c], jstr(chk, "status"), jnum(chk, "value"), jnum(chk, "threshold"),
+               jnum(g, "log_determinant.max_error_bound"), jnum(g, "log_determinant.points_fail"),
+               jnum(g, "log_determinant.points_pass"), jnum(g, "lipschitz.blocks.4.logdet_points_fail"));
+        if (fabs(offsets[c]) > jnum(chk, "threshold")) {
+            assert_string_equal(jstr(chk, "status"), "fail");
+            assert_true(cJSON_IsFalse(jget(g, "log_determinant.pass")));
+            assert_true(jnum(g, "log_determinant.points_fail") == NP);
+            /* blame on the right layer (blocks[0] is the standardisation) */
+            assert_true(jnum(g, "lipschitz.blocks.4.logdet_points_fail") == NP);
+            for (int k = 1; k <= 6; k++) {
+                char path[64];
+                snprintf(path, sizeof path, "lipschitz.blocks.%d.logdet_points_fail", k);
+                if (k != 4) assert_true(jnum(g, path) == 0);
+            }
+            /* the excess is the offset less the (tiny) FD error bound */
+            assert_true(fabs(jnum(chk, "value") - fabs(offsets[c])) < 1e-3 + 2 * jnum(g, "log_determinant.max_error_bound"));
+        } else {
+            assert_string_equal(jstr(chk, "status"), "pass");
+            assert_true(jnum(g, "log_determinant.points_pass") == NP);
+        }
+        cJSON_Delete(g);
+        rf_flow_free(f);
+    }
+    rf_matrix_free(&test);
+}
+
+/* A correct rational-quadratic spline flow (nsf, random conditioners, only C1) on test rows with
+ * far-out outliers, so that the box points lie far outside the data: the finite differences are
+ * poor there, and the check must not turn that into a failure. */
+static void test_logdet_spline_far_points(void **state) {
+    (void)state;
+    const int D = 6;
+    rf_flow_spec s;
+    rf_flow_spec_default(&s, RF_FLOW_NSF, D);
+    s.blocks = 3;
+    s.hidden = 16;
+    rf_rng rng;
+    rf_rng_seed(&rng, 41);
+    rf_err e = {0};
+    rf_flow *f = rf_flow_create(&s, &rng, &e);
+    assert_non_null(f);
+    for (size_t k = 0; k < f->n_params; k++) f->params[k] += (float)(0.3 * rf_rng_normal(&rng));
+    rf_matrix test;
+    fill_normal(&test, 200, D, 13, 1.0);
+    for (int i = 0; i < 3; i++)
+        for (int j = 0; j < D; j++) test.x[i * D + j] = (float)((i % 2 ? -1 : 1) * (25.0 + 10 * i) * (j % 3 == i ? 1 : 0.2));
+    rf_cert_opts o;
+    quick_opts(&o);
+    o.guarantee_points = 6;
+    o.box_points = 8;
+    rf_rng_seed(&rng, 7);
+    cJSON *g = rf_cert_guarantees(f, &test, &o, &rng, &e);
+    if (!g) fail_msg("guarantees: %s", e.msg);
+    const cJSON *chk = check_by_id(g, "logdet_agreement");
+    const cJSON *lj = jget(g, "log_determinant");
+    printf("nsf with far-out box points: %s; raw |model - FD| max %.4f (threshold %.3f), excess %.2e; %g pass, %g fail, "
+           "%g not verified (%g resolved on the whole flow, %g layer by layer)\n",
+           jstr(chk, "status"), jnum(lj, "max_abs_error"), jnum(chk, "threshold"), jnum(chk, "value"), jnum(lj, "points_pass"),
+           jnum(lj, "points_fail"), jnum(lj, "points_not_verified"), jnum(lj, "points_resolved_whole_flow"),
+           jnum(lj, "points_resolved_by_layers"));
+    /* the raw finite-difference disagreement is far above the threshold (the old false alarm) */
+    assert_true(jnum(lj, "max_abs_error") > jnum(chk, "threshold"));
+    assert_string_not_equal(jstr(chk, "status"), "fail");
+    assert_true(jnum(lj, "points_fail") == 0);
+    assert_true(jnum(chk, "value") <= jnum(chk, "threshold"));
+    /* the test rows near the data are resolved (layer by layer at least) */
+    assert_true(jnum(lj, "points_pass") >= o.guarantee_points - 1);
+    assert_true(jnum(lj, "points_pass") + jnum(lj, "points_not_verified") == o.guarantee_points + o.box_points);
+    /* "not verified" is never reported as a pass */
+    if (jnum(lj, "points_not_verified") > 0) {
+        assert_string_equal(jstr(chk, "status"), "not_verified");
+        assert_true(cJSON_IsNull(jget(g, "log_determinant.pass")));
+    }
+    /* every point's verdict is consistent with its interval */
+    const cJSON *pp;
+    cJSON_ArrayForEach(pp, jget(g, "lipschitz.per_point")) {
+        const char *st = jstr(pp, "logdet_check.status");
+        if (!strcmp(st, "pass")) assert_true(jnum(pp, "logdet_check.error_bound") <= jnum(chk, "threshold"));
+        else assert_string_equal(st, "not_verified");
+    }
+    cJSON_Delete(g);
+    rf_matrix_free(&test);
+    rf_flow_free(f);
 }
 
 /* ---- pieces by hand ---- */
@@ -852,12 +985,150 @@ static void test_certify_classifier_end_to_end(void **state) {
     free(yte);
 }
 
+/* ---- training time in the model file, and the digest of a data directory ---- */
+
+/* rf_train records meta.train_seconds at the best model's save (wall clock from its start); a
+ * resumed run says that it covers its own session only; a flow without meta gets none; certify
+ * reports the recorded value. */
+static void test_train_seconds_recorded(void **state) {
+    (void)state;
+    const int D = 2;
+    rf_matrix tr, va;
+    fill_normal(&tr, 600, D, 51, 1.0);
+    fill_normal(&va, 150, D, 52, 1.0);
+    char path[256];
+    rf_test_tmp(path, sizeof path, "ts.rf");
+    for (int mode = 0; mode < 3; mode++) { /* 0: with meta, 1: interrupted + resumed, 2: no meta */
+        rf_flow_spec s;
+        rf_flow_spec_default(&s, RF_FLOW_REALNVP, D);
+        s.blocks = 2;
+        s.hidden = 8;
+        rf_rng rng;
+        rf_rng_seed(&rng, 3);
+        rf_err e = {0};
+        rf_flow *f = rf_flow_create(&s, &rng, &e);
+        assert_non_null(f);
+        if (mode < 2) {
+            f->meta = cJSON_CreateObject();
+            cJSON_AddStringToObject(f->meta, "seed", "3");
+        }
+        rf_train_cfg c;
+        rf_train_cfg_default(&c);
+        c.epochs = 3;
+        c.batch = 64;
+        c.progress = 0;
+        c.patience = 0;
+        c.out_path = path;
+        rf_train_result res;
+        if (mode == 1) {
+            /* stops inside epoch 2, after epoch 1's best model was saved (a stop inside epoch 1
+             * leaves a checkpoint with best_val = inf, which does not load back: reported) */
+            c.max_steps = 13; /* 10 steps per epoch */
+            assert_int_equal(rf_train(f, &tr, NULL, &va, NULL, &c, &res, &e), RF_EINTERRUPTED);
+            rf_train_result_free(&res);
+            c.max_steps = 0;
+            c.resume = 1;
+        }
+        if (rf_train(f, &tr, NULL, &va, NULL, &c, &res, &e) != RF_OK) fail_msg("train (mode %d): %s", mode, e.msg);
+        rf_flow *g = rf_flow_load(path, &e);
+        assert_non_null(g);
+        const double ts = jnum(g->meta, "train_seconds");
+        printf("train_seconds (mode %d): %s %.4f s (run %.4f s), resumed %s\n", mode, g->meta ? "recorded" : "no meta", ts,
+               res.seconds, cJSON_IsTrue(jget(g->meta, "train_seconds_resumed")) ? "yes" : "no");
+        if (mode == 2) {
+            assert_null(g->meta);
+        } else {
+            assert_true(ts > 0 && ts <= res.seconds + 0.5);
+            assert_string_equal(jstr(g->meta, "seed"), "3"); /* the rest of the meta is kept */
+            assert_true(strlen(jstr(g->meta, "train_seconds_note")) > 0);
+            assert_true(mode == 1 ? cJSON_IsTrue(jget(g->meta, "train_seconds_resumed"))
+                                  : jget(g->meta, "train_seconds_resumed") == NULL);
+            /* certify reports it */
+            cJSON *cert = certify_small(g, &va, NULL, NULL, NULL);
+            assert_true(jnum(cert, "metrics.train_seconds.value") == ts);
+            assert_non_null(strstr(jstr(cert, "metrics.train_seconds.method"), "meta.train_seconds"));
+            cJSON_Delete(cert);
+        }
+        rf_train_result_free(&res);
+        rf_flow_free(g);
+        rf_flow_free(f);
+        remove(path);
+    }
+    rf_matrix_free(&tr);
+    rf_matrix_free(&va);
+}
+
+static void write_text(const char *path, const char *text) {
+    FILE *fp = fopen(path, "w");
+    assert_non_null(fp);
+    fputs(text, fp);
+    fclose(fp);
+}
+
+/* A directory's digest: SHA-256 of the sorted lines "NAME SHA256\n" of its regular files. */
+static void test_directory_digest(void **state) {
+    (void)state;
+    char dir[256], p[400], cmd[1200];
+    rf_test_tmp(dir, sizeof dir, "digest");
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s/sub", dir, dir);
+    assert_int_equal(system(cmd), 0);
+    snprintf(p, sizeof p, "%s/b.npy", dir);
+    write_text(p, "second file\n");
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    write_text(p, "{\"first\": 1}\n");
+    snprintf(p, sizeof p, "%s/.hidden", dir);
+    write_text(p, "not listed\n");
+    rf_err e = {0};
+    cJSON *j = rf_cert_file_json(dir, &e);
+    if (!j) fail_msg("%s", e.msg);
+    assert_string_equal(jstr(j, "kind"), "directory");
+    assert_int_equal(cJSON_GetArraySize(jget(j, "files")), 2); /* no hidden file, no subdirectory */
+    /* by hand: the files' own digests, then the digest of the listing */
+    char ha[65], hb[65], want[65], text[300];
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    assert_int_equal(rf_sha256_file(p, ha, &e), RF_OK);
+    snprintf(p, sizeof p, "%s/b.npy", dir);
+    assert_int_equal(rf_sha256_file(p, hb, &e), RF_OK);
+    snprintf(text, sizeof text, "a.json %s\nb.npy %s\n", ha, hb);
+    uint8_t d[32];
+    rf_sha256(text, strlen(text), d);
+    rf_hex(d, 32, want);
+    assert_string_equal(jstr(j, "sha256"), want);
+    assert_string_equal(jstr(j, "files.0.name"), "a.json");
+    assert_string_equal(jstr(j, "files.0.sha256"), ha);
+    /* a changed file changes the digest; a renamed directory does not */
+    snprintf(p, sizeof p, "%s/b.npy", dir);
+    write_text(p, "second file, changed\n");
+    cJSON *j2 = rf_cert_file_json(dir, &e);
+    assert_non_null(j2);
+    assert_string_not_equal(jstr(j2, "sha256"), want);
+    char dir2[300];
+    snprintf(dir2, sizeof dir2, "%s-moved", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mv %s %s", dir2, dir, dir2);
+    assert_int_equal(system(cmd), 0);
+    cJSON *j3 = rf_cert_file_json(dir2, &e);
+    assert_non_null(j3);
+    assert_string_equal(jstr(j3, "sha256"), jstr(j2, "sha256"));
+    printf("directory digest %.16s... (by hand %.16s...), changed file %.16s..., moved %.16s...\n", jstr(j, "sha256"), want,
+           jstr(j2, "sha256"), jstr(j3, "sha256"));
+    /* a missing directory is an error naming it */
+    assert_null(rf_cert_file_json(dir, &e));
+    assert_non_null(strstr(e.msg, dir));
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir2);
+    assert_int_equal(system(cmd), 0);
+    cJSON_Delete(j);
+    cJSON_Delete(j2);
+    cJSON_Delete(j3);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_linear_flow_full_jacobian),
         cmocka_unit_test(test_linear_flow_lanczos),
         cmocka_unit_test(test_lanczos_unconverged),
         cmocka_unit_test(test_broken_models),
+        cmocka_unit_test(test_logdet_offset_layer),
+        cmocka_unit_test(test_logdet_spline_far_points),
         cmocka_unit_test(test_hdr_coverage_by_hand),
         cmocka_unit_test(test_ece_by_hand),
         cmocka_unit_test(test_index_and_rating),
@@ -866,6 +1137,8 @@ int main(void) {
         cmocka_unit_test(test_flops_by_hand),
         cmocka_unit_test(test_certify_density_end_to_end),
         cmocka_unit_test(test_certify_classifier_end_to_end),
+        cmocka_unit_test(test_train_seconds_recorded),
+        cmocka_unit_test(test_directory_digest),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -412,6 +412,55 @@ static void test_label_failing(void **state) {
     cJSON_Delete(fail);
 }
 
+/* A check that could not be decided (the finite-difference interval of the log-det too wide at
+ * some points) is neither a pass nor a failure: the label and the comparison page say "not
+ * verified" and give the point counts, never "all passed". */
+static void test_label_unverified(void **state) {
+    (void)state;
+    cJSON *cert = make_cert(&PASSING);
+    cJSON *c;
+    cJSON_ArrayForEach(c, cJSON_GetObjectItem(cJSON_GetObjectItem(cert, "guarantees"), "checks")) {
+        const cJSON *id = cJSON_GetObjectItem(c, "id");
+        if (strcmp(id->valuestring, "logdet_agreement")) continue;
+        cJSON_ReplaceItemInObject(c, "pass", cJSON_CreateNull());
+        cJSON_ReplaceItemInObject(c, "status", cJSON_CreateString("not_verified"));
+    }
+    cJSON *g = cJSON_GetObjectItem(cert, "guarantees");
+    cJSON *lj = cJSON_AddObjectToObject(g, "log_determinant");
+    cJSON_AddNumberToObject(lj, "points_pass", 5);
+    cJSON_AddNumberToObject(lj, "points_fail", 0);
+    cJSON_AddNumberToObject(lj, "points_not_verified", 3);
+    cJSON_ReplaceItemInObject(g, "complete", cJSON_CreateFalse());
+    int nf = -1, nu = -1;
+    assert_int_equal(lbl_guarantees_verdict(cert, &nf, &nu), 2);
+    assert_int_equal(nf, 0);
+    assert_int_equal(nu, 1);
+    png_stats st;
+    char *svg = render(cert, "unverified", &st);
+    assert_has(svg, "NUMERICAL GUARANTEES: NONE FAILED, 1 NOT VERIFIED");
+    assert_has(svg, "too wide to decide at 3 of 8 points (5 pass, 0 fail");
+    assert_has(svg, "NOT CHECKED"); /* the row's own mark */
+    assert_null(strstr(svg, "ALL PASSED"));
+    assert_null(strstr(svg, "too many dimensions"));
+    free(svg);
+    /* the comparison page: the pass of the other model, this one's "not verified" */
+    cJSON *pass = make_cert(&PASSING);
+    char dir[256], path[400];
+    rf_test_tmp(dir, sizeof dir, "unverified-cmp");
+    const cJSON *cs[2] = {pass, cert};
+    const char *nm[2] = {"ok.json", "open.json"};
+    rf_err e = {0};
+    assert_int_equal(rf_cert_compare_write(cs, nm, 2, dir, &e), RF_OK);
+    snprintf(path, sizeof path, "%s/index.html", dir);
+    size_t n;
+    char *html = slurp(path, &n);
+    assert_has(html, "&#10004; all passed");
+    assert_has(html, "none failed, 1 not verified");
+    free(html);
+    cJSON_Delete(pass);
+    cJSON_Delete(cert);
+}
+
 static void test_label_sparse(void **state) {
     (void)state;
     cJSON *c = make_sparse();
@@ -678,9 +727,9 @@ static void test_end_to_end(void **state) {
     if (L) snprintf(want, sizeof want, "overall rating %c</title>", L);
     else snprintf(want, sizeof want, "not rated</title>");
     assert_has(svg, want);
-    int nf = 0;
-    const int verdict = lbl_guarantees_verdict(cert, &nf);
-    assert_has(svg, verdict == 1 ? "ALL PASSED" : verdict == 0 ? "FAILED" : "NOT CHECKED");
+    int nf = 0, nu = 0;
+    const int verdict = lbl_guarantees_verdict(cert, &nf, &nu);
+    assert_has(svg, verdict == 1 ? "ALL PASSED" : verdict == 0 ? "FAILED" : verdict == 2 ? "NOT VERIFIED" : "NOT CHECKED");
     char em[160];
     const int meas = lbl_energy_method(cert, em, sizeof em);
     assert_true(meas >= 0); /* the certificate records how energy was obtained */
@@ -796,6 +845,7 @@ int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--png-stats")) return png_stats_main(argv[2]);
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_formatting),    cmocka_unit_test(test_label_passing), cmocka_unit_test(test_label_failing),
+        cmocka_unit_test(test_label_unverified),
         cmocka_unit_test(test_label_sparse),  cmocka_unit_test(test_bad_input),     cmocka_unit_test(test_compare),
         cmocka_unit_test(test_end_to_end),
     };

@@ -501,7 +501,7 @@ static int build_html(lbl_buf *b, const centry *ce, int n, int n_groups, const p
     int nfail = 0;
     for (int i = 0; i < n; i++) {
         int f = 0;
-        if (lbl_guarantees_verdict(ce[i].cert, &f) == 0) nfail++;
+        if (lbl_guarantees_verdict(ce[i].cert, &f, NULL) == 0) nfail++;
     }
     if (nfail)
         lbl_buf_printf(b, "<div class=\"bad\"><b class=\"fail\">%d model%s failed a numerical guarantee</b> (see the "
@@ -531,9 +531,10 @@ static int build_html(lbl_buf *b, const centry *ce, int n, int n_groups, const p
     }
     lbl_buf_puts(b, "</tr>\n<tr><td class=\"what\">Numerical guarantees<small>invertibility, volume change, stability</small></td>");
     for (int i = 0; i < n; i++) {
-        int f = 0;
-        const int v = lbl_guarantees_verdict(ce[i].cert, &f);
+        int f = 0, u = 0;
+        const int v = lbl_guarantees_verdict(ce[i].cert, &f, &u);
         if (v == 1) lbl_buf_puts(b, "<td class=\"pass\">&#10004; all passed</td>");
+        else if (v == 2) lbl_buf_printf(b, "<td class=\"est\">&#10004; none failed, %d not verified</td>", u);
         else if (v == 0) lbl_buf_printf(b, "<td class=\"fail\">&#10008; %d FAILED</td>", f);
         else lbl_buf_puts(b, "<td class=\"na\">not checked</td>");
     }

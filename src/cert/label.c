@@ -714,7 +714,14 @@ static void describe_check(const cJSON *cert, const cJSON *c, gcheck *g) {
         if (isfinite(v)) snprintf(g->detail, sizeof g->detail, "%s %s NaN or infinity", v == 0 ? "no" : a, v == 1 ? "row gives" : "rows give");
     } else if (id && !strcmp(id, "logdet_agreement")) {
         what = "Volume change matches a numerical check";
-        if (g->status < 0) snprintf(g->detail, sizeof g->detail, "not checked: too many dimensions for a full numerical Jacobian");
+        const cJSON *lj = lbl_get(cert, "guarantees.log_determinant");
+        const double np_ = lbl_num(lj, "points_pass"), nf_ = lbl_num(lj, "points_fail"), nu_ = lbl_num(lj, "points_not_verified");
+        if (g->status < 0 && isfinite(nu_))
+            snprintf(g->detail, sizeof g->detail,
+                     "finite-difference interval too wide to decide at %.0f of %.0f points (%.0f pass, %.0f fail; limit %s nats)",
+                     nu_, np_ + nf_ + nu_, np_, nf_, b);
+        else if (g->status < 0)
+            snprintf(g->detail, sizeof g->detail, "not checked: too many dimensions for a full numerical Jacobian");
         else if (isfinite(v))
             snprintf(g->detail, sizeof g->detail, "log-determinant vs. finite-difference Jacobian: largest difference %s nats (limit %s)", a, b);
         else
@@ -740,14 +747,15 @@ static void describe_check(const cJSON *cert, const cJSON *c, gcheck *g) {
 
 static double draw_guarantees(ld *d, const cJSON *cert, double y) {
     cairo_t *cr = d->cr;
-    int n_fail = 0;
-    const int verdict = lbl_guarantees_verdict(cert, &n_fail);
+    int n_fail = 0, n_unver = 0;
+    const int verdict = lbl_guarantees_verdict(cert, &n_fail, &n_unver);
     const double x0 = M, w = LBL_W - 2 * M, top = y;
     char head[128];
     if (verdict == 1) snprintf(head, sizeof head, "NUMERICAL GUARANTEES: ALL PASSED");
+    else if (verdict == 2) snprintf(head, sizeof head, "NUMERICAL GUARANTEES: NONE FAILED, %d NOT VERIFIED", n_unver);
     else if (verdict == 0) snprintf(head, sizeof head, "NUMERICAL GUARANTEES: %d FAILED", n_fail);
     else snprintf(head, sizeof head, "NUMERICAL GUARANTEES: NOT CHECKED");
-    const viz_rgb hc = verdict == 1 ? PASS_GREEN : verdict == 0 ? FAIL_RED : GREY;
+    const viz_rgb hc = verdict == 1 ? PASS_GREEN : verdict == 0 ? FAIL_RED : verdict == 2 ? WARN_ORANGE : GREY;
     cairo_rectangle(cr, x0, y, w, 24);
     rgb(d, hc);
     cairo_fill(cr);

@@ -443,23 +443,26 @@ int lbl_energy_method(const cJSON *cert, char *buf, size_t n) {
     return 0;
 }
 
-int lbl_guarantees_verdict(const cJSON *cert, int *n_fail) {
+int lbl_guarantees_verdict(const cJSON *cert, int *n_fail, int *n_unverified) {
     *n_fail = 0;
+    if (n_unverified) *n_unverified = 0;
     const cJSON *g = lbl_get(cert, "guarantees");
     if (!cJSON_IsObject(g)) return -1;
     const cJSON *checks = lbl_get(g, "checks"), *c;
-    int any = 0;
+    int any = 0, unver = 0;
     cJSON_ArrayForEach(c, checks) {
         const int p = lbl_bool(c, "pass");
         const char *st = lbl_str(c, "status");
         if (p == 0 || (p < 0 && st && !strcmp(st, "fail"))) (*n_fail)++;
+        else if (p < 0 && !(st && !strcmp(st, "pass"))) unver++;
         if (p >= 0) any = 1;
     }
+    if (n_unverified) *n_unverified = unver;
     const int pass = lbl_bool(g, "pass");
     if (pass == 0 && *n_fail == 0) *n_fail = 1; /* the verdict says failed: trust it */
     if (*n_fail) return 0;
-    if (pass == 1 || any) return 1;
-    return -1;
+    if (!any && pass != 1) return -1;
+    return unver ? 2 : 1;
 }
 
 /* ------------------------------------------------------------------ colours */

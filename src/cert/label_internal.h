@@ -82,8 +82,9 @@ void lbl_model_kind(const struct cJSON *cert, char *buf, size_t n);
 /* energy: 1 measured, 0 estimated, -1 unknown; text in buf ("measured (RAPL, powercap)" or
  * "ESTIMATED (CPU time x 10 W per core)"). */
 int lbl_energy_method(const struct cJSON *cert, char *buf, size_t n);
-/* guarantees verdict: 1 all passed, 0 one failed, -1 not checked; *n_fail failing checks. */
-int lbl_guarantees_verdict(const struct cJSON *cert, int *n_fail);
+/* guarantees verdict: 1 every check passed, 2 none failed but *n_unverified (may be NULL) were
+ * not verified, 0 one failed (*n_fail failing checks), -1 nothing checked. */
+int lbl_guarantees_verdict(const struct cJSON *cert, int *n_fail, int *n_unverified);
 
 /* ---- colours ---- */
 viz_rgb lbl_letter_rgb(char letter);  /* A dark green .. E red; grey for anything else */

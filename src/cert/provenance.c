@@ -3,6 +3,7 @@
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <dirent.h>
+#include <openssl/evp.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,6 +150,11 @@ cJSON *rf_cert_file_json(const char *path, rf_err *e) {
         cJSON *fs = cJSON_AddArrayToObject(j, "files");
         double total = 0;
         int rc = RF_OK;
+        /* the directory's digest: SHA-256 over the lines "NAME SHA256\n" of its regular files,
+         * sorted by name (bytewise), the same text the label and compare code hash when a
+         * certificate lists only the files */
+        EVP_MD_CTX *md = EVP_MD_CTX_new();
+        if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) rc = rf_err_set(e, RF_ENOMEM, "%s: SHA-256 init failed", path);
         for (int i = 0; i < nn; i++) {
             char p[4096];
             snprintf(p, sizeof p, "%s/%s", path, names[i] ? names[i] : "");
@@ -162,7 +168,14 @@ cJSON *rf_cert_file_json(const char *path, rf_err *e) {
             cJSON_AddNumberToObject(o, "bytes", (double)s2.st_size);
             cJSON_AddItemToArray(fs, o);
             total += (double)s2.st_size;
+            if (EVP_DigestUpdate(md, names[i], strlen(names[i])) != 1 || EVP_DigestUpdate(md, " ", 1) != 1 ||
+                EVP_DigestUpdate(md, hex, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1)
+                rc = rf_err_set(e, RF_ENOMEM, "%s: SHA-256 update failed", path);
         }
+        unsigned char dg[32];
+        unsigned int dl = 0;
+        if (!rc && EVP_DigestFinal_ex(md, dg, &dl) != 1) rc = rf_err_set(e, RF_ENOMEM, "%s: SHA-256 failed", path);
+        EVP_MD_CTX_free(md);
         for (int i = 0; i < nn; i++) free(names[i]);
         free(names);
         if (rc) {
@@ -170,6 +183,9 @@ cJSON *rf_cert_file_json(const char *path, rf_err *e) {
             return NULL;
         }
         cJSON_AddNumberToObject(j, "bytes", total);
+        rf_hex(dg, 32, hex);
+        cJSON_AddStringToObject(j, "sha256", hex);
+        cJSON_AddStringToObject(j, "sha256_of", "the lines \"NAME SHA256\\n\" of the directory's regular files, sorted by name");
         return j;
     }
     cJSON_AddStringToObject(j, "kind", "file");

@@ -1,7 +1,9 @@
 /* The training loop: shuffled mini-batches, AdamW with warm-up + cosine, gradient clipping,
  * non-finite steps skipped (never applied), validation each epoch, best model saved
  * atomically, early stopping, checkpoints for exact resume (including mid-epoch stops). */
+#include <cjson/cJSON.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -49,6 +51,33 @@ static void fmt_time(double s, char *buf, size_t n) {
     if (!isfinite(s) || s < 0) s = 0;
     long t = (long)(s + 0.5);
     snprintf(buf, n, "%02ld:%02ld:%02ld", t / 3600, (t / 60) % 60, t % 60);
+}
+
+/* Records the training time in the model's meta just before the model file is written (the best
+ * model, or the last one when no epoch improved): "train_seconds" is the wall-clock time from the
+ * start of this rf_train call (preparation, every epoch's steps, validation, saves and checkpoints
+ * included) to that save, so it is the time it took to produce the saved model, not the whole
+ * run (later epochs that did not improve are not in it). A resumed run cannot know the time of
+ * the sessions before it (the checkpoint does not record it): then "train_seconds" covers this
+ * session only and "train_seconds_resumed" says so. Only a flow that carries meta (the command
+ * line's provenance) gets these fields: library runs without meta keep bit-identical files. */
+static void record_train_time(rf_flow *f, double t_start, int resumed_at_epoch) {
+    if (!cJSON_IsObject(f->meta)) return;
+    cJSON_DeleteItemFromObjectCaseSensitive(f->meta, "train_seconds");
+    cJSON_DeleteItemFromObjectCaseSensitive(f->meta, "train_seconds_note");
+    cJSON_DeleteItemFromObjectCaseSensitive(f->meta, "train_seconds_resumed");
+    cJSON_AddNumberToObject(f->meta, "train_seconds", rf_now() - t_start);
+    if (resumed_at_epoch >= 0) {
+        char note[200];
+        snprintf(note, sizeof note,
+                 "resumed from a checkpoint at epoch %d: this session only, the time of earlier sessions is not recorded",
+                 resumed_at_epoch + 1);
+        cJSON_AddBoolToObject(f->meta, "train_seconds_resumed", 1);
+        cJSON_AddStringToObject(f->meta, "train_seconds_note", note);
+    } else {
+        cJSON_AddStringToObject(f->meta, "train_seconds_note",
+                                "wall-clock seconds from the start of training to the save of this model (best epoch)");
+    }
 }
 
 static int file_exists(const char *p) {
@@ -106,6 +135,8 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     if (!(cfg->lr > 0) || !isfinite(cfg->lr)) return rf_err_set(e, RF_EARG, "learning rate must be > 0, got %g", (double)cfg->lr);
     if (f->base.kind == RF_BASE_CLASS && !train_labels)
         return rf_err_set(e, RF_EARG, "a class-conditional model needs training labels");
+    const double t_start = rf_now();
+    int resumed_at = -1;
     rf_set_threads(cfg->threads > 0 ? cfg->threads : rf_get_threads());
     char ckpt[4096];
     snprintf(ckpt, sizeof ckpt, "%s", cfg->checkpoint_path ? cfg->checkpoint_path : "");
@@ -143,6 +174,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     st.best_epoch = -1;
     if (cfg->resume && file_exists(ckpt)) {
         if ((rc = rf_checkpoint_load(ckpt, f, &adam, &st, cfg->epochs, e))) goto out;
+        resumed_at = st.epoch;
         if (cfg->progress)
             fprintf(stderr, "resuming from %s: epoch %d, batch %ld, step %ld\n", ckpt, st.epoch + 1, st.batch_pos, st.step);
     } else {
@@ -224,6 +256,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
             st.best_epoch = st.epoch;
             st.bad_epochs = 0;
             memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
+            if (cfg->out_path) record_train_time(f, t_start, resumed_at);
             if (cfg->out_path && (rc = rf_flow_save(f, cfg->out_path, e))) goto out;
         } else {
             st.bad_epochs++;
@@ -250,7 +283,10 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         }
     }
     if (st.best_epoch >= 0) memcpy(f->params, st.best_params, sizeof(float) * f->n_params);
-    else if (cfg->out_path && (rc = rf_flow_save(f, cfg->out_path, e))) goto out;
+    else if (cfg->out_path) {
+        record_train_time(f, t_start, resumed_at);
+        if ((rc = rf_flow_save(f, cfg->out_path, e))) goto out;
+    }
     if (ckpt[0]) remove(ckpt);
 out:
     if (t0 > 0) {
