@@ -11,6 +11,7 @@
 #include "args.h"
 #include "renflow/controller.h"
 #include "renflow/supernet.h"
+#include "search_mpi.h"
 
 static const char USAGE[] =
     "usage: renflow search [--space SPACE.json] [--data X.npy|DIR [--labels y.npy] [--subjects s.npy]]\n"
@@ -88,6 +89,14 @@ static const char USAGE[] =
     "  --no-report           no report figures at the end\n"
     "  --json                summary as JSON on stdout\n"
     "  --quiet               no progress on stderr    --verbose   each trial's configuration\n"
+    "many processes or machines (Open MPI; sampler strategies, not morph/darts/enas):\n"
+    "  mpirun --enable-recovery -np 4 renflow search ...   rank 0 owns the study and the\n"
+    "                        sampler, ranks 1-3 evaluate trials and send results and models back;\n"
+    "                        a worker that dies (or is silent RENFLOW_MPI_TIMEOUT s, default 30)\n"
+    "                        has its trial queued again and run by another. Without\n"
+    "                        --enable-recovery Open MPI ends the job when a rank dies: run the\n"
+    "                        same command again and the study resumes. Every host needs the\n"
+    "                        same data files at the same paths.\n"
     "Exit codes: 0 done, 1 runtime or data error, 2 usage error, 130 stopped by Ctrl-C (a second\n"
     "Ctrl-C stops at once; the running trial is run again when the study is resumed).\n";
 
@@ -305,6 +314,9 @@ static int same_metrics(const rf_search_metric *a, int na, const rf_search_metri
 
 int rf_cli_search(int argc, char **argv) {
     static const char *C = "search";
+    int mpi_exit = RF_EXIT_OK;
+    if (rf_cli_search_mpi_enter(&argc, &argv, &mpi_exit)) return mpi_exit; /* an MPI worker rank, done */
+    const int mpi_ranks = rf_cli_search_mpi_ranks();
     search_args a;
     int help = 0, rc = parse(argc, argv, &a, &help);
     if (help) return RF_EXIT_OK;
@@ -351,6 +363,11 @@ int rf_cli_search(int argc, char **argv) {
         goto done_usage;
     const int morph = !strcmp(strategy, "morph");
     const int darts = !strcmp(strategy, "darts"), enas = !strcmp(strategy, "enas"), supernet = darts || enas;
+    if (mpi_ranks > 1 && (morph || supernet)) {
+        rc = rf_usage_error(C, "--strategy %s runs in one process (its trials build on each other); under mpirun use a "
+                            "sampler strategy (tpe, random, asha, hyperband, bohb, rl, evolution, ...)", strategy);
+        goto done_usage;
+    }
     rf_darts_opts dopt;
     rf_enas_opts eopt;
     rf_darts_opts_default(&dopt);
@@ -529,7 +546,13 @@ int rf_cli_search(int argc, char **argv) {
         oo.stop_flag = &g_stop;
         rf_optimize_result res;
         memset(&res, 0, sizeof res);
-        rc = rf_study_optimize(st, sampler, rf_search_objective, &job, &oo, &res, &e);
+        if (mpi_ranks > 1) { /* the trials run on the worker ranks, which load the same task */
+            rf_dist_task_src src = {.data = a.data, .labels = a.labels, .subjects = a.subjects, .builtin = a.builtin,
+                                    .tiny = a.tiny, .opts = to};
+            rc = rf_cli_search_mpi_optimize(st, sampler, &job, &src, &oo, &res, &e);
+        } else {
+            rc = rf_study_optimize(st, sampler, rf_search_objective, &job, &oo, &res, &e);
+        }
         n_run = res.n_run;
         n_complete = res.n_complete;
         n_failed = res.n_failed;

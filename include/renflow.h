@@ -31,5 +31,6 @@
 #include "renflow/refdensity.h"
 #include "renflow/cert.h"
 #include "renflow/cert_label.h"
+#include "renflow/dist.h"
 
 #endif

@@ -169,6 +169,17 @@ int rf_search_job_settings(const rf_search_job *j, const rf_config *c, double bu
 int rf_search_objective(void *ctx, rf_study *st, const rf_trial *t, rf_eval_result *r,
                         rf_err *e);
 
+/* An intermediate value of a trial (step: the epoch, from 1; value: its validation NLL). */
+typedef int (*rf_search_report_fn)(void *rctx, long step, double value, rf_err *e);
+/* The objective's work without a study (rf_search_objective and the MPI workers share it): builds
+ * the flow of t (seed t->seed, epochs t->budget when > 0), trains it, reports each epoch's
+ * validation NLL through report (may be NULL) and fills r (status preset COMPLETE): values in the
+ * job's metric order, or FAILED with the reason. For a complete trial, *model (model may be NULL)
+ * receives the trained flow, its meta set as the train command records it plus "search" naming
+ * study_path and study_name; the caller frees it. Non-zero only when report fails. */
+int rf_search_trial_train(const rf_search_job *j, const rf_trial *t, const char *study_path, const char *study_name,
+                          rf_search_report_fn report, void *rctx, rf_eval_result *r, rf_flow **model, rf_err *e);
+
 /* Trains and scores one flow as the objective does (used for the parent of a morph search).
  * values: n_metrics values; f is replaced by the trained flow. */
 int rf_search_train_eval(const rf_search_job *j, rf_flow *f, const rf_train_cfg *tc,

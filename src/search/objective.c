@@ -663,8 +663,8 @@ int rf_search_train_eval(const rf_search_job *j, rf_flow *f, const rf_train_cfg 
 }
 
 /* The model's meta: what the train command records, plus the search's own entry. */
-static void set_meta(const rf_search_job *j, rf_flow *f, const rf_study *st, const rf_trial *t, const rf_train_cfg *tc,
-                     const double *values, const char *morphs) {
+static void set_meta(const rf_search_job *j, rf_flow *f, const char *study_path, const char *study_name,
+                     const rf_trial *t, const rf_train_cfg *tc, const double *values, const char *morphs) {
     const rf_search_task *task = j->task;
     if (!f->meta) f->meta = cJSON_CreateObject();
     if (!f->meta) return;
@@ -703,8 +703,8 @@ static void set_meta(const rf_search_job *j, rf_flow *f, const rf_study *st, con
     cJSON_AddStringToObject(m, "created", date);
     cJSON *s = cJSON_AddObjectToObject(m, "search");
     if (!s) return;
-    cJSON_AddStringToObject(s, "study", st ? rf_study_path(st) : "");
-    cJSON_AddStringToObject(s, "study_name", st ? rf_study_name(st) : (j->study_name ? j->study_name : ""));
+    cJSON_AddStringToObject(s, "study", study_path ? study_path : "");
+    cJSON_AddStringToObject(s, "study_name", study_name ? study_name : (j->study_name ? j->study_name : ""));
     cJSON_AddStringToObject(s, "task_fingerprint", task->fingerprint);
     cJSON_AddNumberToObject(s, "trial", t ? t->number : -1);
     if (t) {
@@ -746,8 +746,9 @@ static void fail_trial(rf_eval_result *r, const char *what, const rf_err *te) {
              te && te->msg[0] ? te->msg : "");
 }
 
-int rf_search_objective(void *ctx, rf_study *st, const rf_trial *t, rf_eval_result *r, rf_err *e) {
-    const rf_search_job *j = ctx;
+int rf_search_trial_train(const rf_search_job *j, const rf_trial *t, const char *study_path, const char *study_name,
+                          rf_search_report_fn report, void *rctx, rf_eval_result *r, rf_flow **model, rf_err *e) {
+    if (model) *model = NULL;
     rf_flow_spec spec;
     rf_train_cfg tc;
     rf_err te = {0};
@@ -777,11 +778,12 @@ int rf_search_objective(void *ctx, rf_study *st, const rf_trial *t, rf_eval_resu
         return RF_OK;
     }
     rf_train_result res;
+    memset(&res, 0, sizeof res);
     double values[RF_MAX_OBJECTIVES];
     int trc = rf_search_train_eval(j, f, &tc, values, &res, &te);
     int rc = RF_OK;
-    for (int ep = 0; ep < res.epochs_run && !rc; ep++)
-        if (res.val_curve && isfinite(res.val_curve[ep])) rc = rf_study_report(st, t, ep + 1, res.val_curve[ep], e);
+    for (int ep = 0; report && ep < res.epochs_run && !rc; ep++)
+        if (res.val_curve && isfinite(res.val_curve[ep])) rc = report(rctx, ep + 1, res.val_curve[ep], e);
     if (!rc && trc) {
         fail_trial(r, trc == RF_ENONFINITE ? "diverged" : "training failed", &te);
     } else if (!rc) {
@@ -793,12 +795,33 @@ int rf_search_objective(void *ctx, rf_study *st, const rf_trial *t, rf_eval_resu
             }
             r->values[k] = values[k];
         }
-        if (r->status == RF_TRIAL_COMPLETE) {
-            set_meta(j, f, st, t, &tc, values, NULL);
-            rc = rf_search_keep_model(j, st, t, f, values, e);
+        if (r->status == RF_TRIAL_COMPLETE && model) {
+            set_meta(j, f, study_path, study_name, t, &tc, values, NULL);
+            *model = f;
+            f = NULL;
         }
     }
     rf_train_result_free(&res);
+    rf_flow_free(f);
+    return rc;
+}
+
+typedef struct study_report_ctx {
+    rf_study *st;
+    const rf_trial *t;
+} study_report_ctx;
+
+static int report_to_study(void *rctx, long step, double value, rf_err *e) {
+    const study_report_ctx *c = rctx;
+    return rf_study_report(c->st, c->t, step, value, e);
+}
+
+int rf_search_objective(void *ctx, rf_study *st, const rf_trial *t, rf_eval_result *r, rf_err *e) {
+    const rf_search_job *j = ctx;
+    study_report_ctx rc_ctx = {st, t};
+    rf_flow *f = NULL;
+    int rc = rf_search_trial_train(j, t, rf_study_path(st), rf_study_name(st), report_to_study, &rc_ctx, r, &f, e);
+    if (!rc && f) rc = rf_search_keep_model(j, st, t, f, r->values, e);
     rf_flow_free(f);
     return rc;
 }
@@ -947,7 +970,7 @@ static int record_flow(morph_ctx *m, const rf_flow *f, const rf_train_cfg *tc, d
     }
     if (!rc && !reason[0]) {
         rf_flow *g = (rf_flow *)f; /* the meta is ours to set (the hill climber frees or keeps the flow) */
-        set_meta(j, g, m->st, t, tc, values, morphs);
+        set_meta(j, g, rf_study_path(m->st), rf_study_name(m->st), t, tc, values, morphs);
         rc = rf_search_keep_model(j, m->st, t, g, values, e);
         if (!rc) rc = rf_study_tell(m->st, t, RF_TRIAL_COMPLETE, values, j->n_metrics, NULL, e);
     } else if (!rc) {
