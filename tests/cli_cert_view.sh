@@ -2,8 +2,8 @@
 # Certificates looked at the way a person would: the comparison page opened in headless Chromium
 # and screenshotted, the label PDF turned into PNG with pdftoppm; every picture must exist and not
 # be blank. The certificates, labels and page come from `test_cert_label --demo DIR` (built next
-# to the renflow binary); when `renflow certify --compare` is wired, the page is also made through
-# the command line (and a file that is not a certificate must exit 1 naming it).
+# to the renflow binary); the page is also made through `renflow certify --compare` from files and
+# directories (a file that is not a certificate, or a directory without one, must exit 1 naming it).
 # Without chromium or pdftoppm the viewing steps are skipped with a message (failed when CI=true).
 # RF_CERT_VIEW_KEEP=DIR keeps the screenshots there.
 set -u
@@ -34,20 +34,23 @@ check "the one-data-set page does not" '! grep -q "different test data" "$T/demo
 check "the page shows the Pareto plot" 'grep -q "src=\"pareto.svg\"" "$T/demo/compare/index.html" && [ -s "$T/demo/compare/pareto.svg" ] && [ -s "$T/demo/compare/pareto.png" ]'
 check "label PNG is not blank" 'not_blank "$T/demo/label/label.png" 0.15 40'
 
-# ---- the command line, once `certify --compare` is wired ----
-if "$R" certify --help 2>&1 | grep -q -- "--compare"; then
-  C="$T/demo/certs"
-  "$R" certify --compare "$C/flow-a.json" "$C/flow-b.json" "$C/flow-c.json" --out "$T/cli" > "$T/out" 2> "$T/err"
-  rc=$?
-  check "certify --compare exits 0" '[ $rc -eq 0 ] || { cat "$T/err"; false; }'
-  check "certify --compare writes the page" '[ -f "$T/cli/index.html" ] && [ -f "$T/cli/pareto.svg" ] && grep -q "flow-b" "$T/cli/index.html"'
-  printf '{"schema": "someone-else/9"}\n' > "$T/notcert.json"
-  "$R" certify --compare "$C/flow-a.json" "$T/notcert.json" --out "$T/cli2" > "$T/out" 2> "$T/err"
-  rc=$?
-  check "a file that is not a certificate exits 1 and is named" '[ $rc -eq 1 ] && grep -q "notcert.json" "$T/err"'
-else
-  echo "note renflow certify --compare is not wired yet: the page comes from test_cert_label only"
-fi
+# ---- the command line: renflow certify --compare (files, or directories written by certify) ----
+C="$T/demo/certs"
+mkdir -p "$T/dirs/flow-d"
+cp "$C/flow-a.json" "$T/dirs/flow-d/certificate.json"
+"$R" certify --compare "$C/flow-a.json" "$C/flow-b.json" "$C/flow-c.json" "$T/dirs/flow-d/" --out "$T/cli" > "$T/out" 2> "$T/err"
+rc=$?
+check "certify --compare exits 0" '[ $rc -eq 0 ] || { cat "$T/err"; false; }'
+check "certify --compare writes the page" '[ -f "$T/cli/index.html" ] && [ -f "$T/cli/pareto.svg" ] && grep -q "flow-b" "$T/cli/index.html"'
+check "a directory is read as DIR/certificate.json and named by the directory" 'grep -q "<th>flow-d</th>" "$T/cli/index.html"'
+printf '{"schema": "someone-else/9"}\n' > "$T/notcert.json"
+"$R" certify --compare "$C/flow-a.json" "$T/notcert.json" --out "$T/cli2" > "$T/out" 2> "$T/err"
+rc=$?
+check "a file that is not a certificate exits 1 and is named" '[ $rc -eq 1 ] && grep -q "notcert.json" "$T/err"'
+"$R" certify --compare "$C/flow-a.json" "$T/dirs" --out "$T/cli3" > "$T/out" 2> "$T/err"
+rc=$?
+check "a directory without certificate.json exits 1 and names the file" '[ $rc -eq 1 ] && grep -q "dirs/certificate.json" "$T/err"'
+check "nothing is written after an error" '[ ! -e "$T/cli2/index.html" ] && [ ! -e "$T/cli3/index.html" ]'
 
 # ---- headless Chromium: the page and its images ----
 CHROME=$(command -v chromium || command -v chromium-browser || command -v google-chrome || true)

@@ -592,10 +592,21 @@ static void test_bad_input(void **s) {
     expect_fit_error("flow", &x, NULL, NULL, RF_EARG, "'flow'");
     expect_fit_error(NULL, &x, NULL, NULL, RF_EARG, "expected gaussian, gmm or kde");
     expect_fit_error("gaussian", NULL, NULL, NULL, RF_EARG, "NULL");
-    /* too few rows for K: 20 rows, 16 after the split, K up to 8 with full 2-D covariances */
+    /* too few rows for K = 8: 20 rows, 16 after the split, 3 per full 2-D covariance: K goes up
+     * to 5 only, and the detail says so; 2 rows cannot fit one component */
     rf_matrix few = {.n = 20, .d = 2, .x = x.x};
-    expect_fit_error("gmm", &few, NULL, NULL, RF_EARG, "needs at least 8 x 3 = 24 fitting rows, got 16");
+    rf_err fe = {0};
+    rf_refdensity *fm = rf_refdensity_fit("gmm", &few, NULL, NULL, &fe);
+    assert_non_null(fm);
+    cJSON *fd = rf_refdensity_describe_json(fm);
+    assert_int_equal(cJSON_GetObjectItem(fd, "max_components")->valueint, 5);
+    assert_int_equal(cJSON_GetObjectItem(fd, "max_components_requested")->valueint, 8);
+    assert_true(cJSON_GetObjectItem(fd, "chosen_k")->valueint <= 5);
+    assert_non_null(strstr(cJSON_GetObjectItem(fd, "max_components_note")->valuestring, "16 fitting rows"));
+    cJSON_Delete(fd);
+    rf_refdensity_free(fm);
     rf_matrix two = {.n = 2, .d = 2, .x = x.x};
+    expect_fit_error("gmm", &two, &few, NULL, RF_EARG, "needs at least 3 fitting rows, got 2");
     expect_fit_error("gaussian", &two, NULL, NULL, RF_EARG, "needs at least 3 rows");
     o.val_frac = 1.5;
     expect_fit_error("gmm", &x, NULL, &o, RF_EARG, "val_frac");

@@ -123,6 +123,49 @@ static void test_exact_resume(void **s) {
 
 /* A data row that overflows the loss makes every step non-finite: the steps are skipped, the run
  * stops with a clear error, and no model with NaN parameters is written. */
+/* A stop inside the first epoch, before any validation (no best value yet: +inf, which JSON
+ * cannot hold), still checkpoints and resumes to the uninterrupted run's model. */
+static void test_resume_first_epoch(void **s) {
+    (void)s;
+    rf_matrix tr = gaussian_data(1000, 1), va = gaussian_data(300, 2);
+    char p1[256], p2[256];
+    rf_test_tmp(p1, sizeof p1, "straight1.rf");
+    rf_test_tmp(p2, sizeof p2, "resumed1.rf");
+    rf_train_cfg c;
+    rf_train_cfg_default(&c);
+    c.epochs = 2;
+    c.batch = 64;
+    c.progress = 0;
+    c.threads = 1;
+    c.patience = 0;
+    rf_train_result r1, r2;
+    rf_err e = {0};
+    rf_flow *a = fresh(3), *b = fresh(3);
+    c.out_path = p1;
+    assert_int_equal(rf_train(a, &tr, NULL, &va, NULL, &c, &r1, &e), RF_OK);
+    c.out_path = p2;
+    c.max_steps = 5; /* epoch 1 of 16 steps */
+    assert_int_equal(rf_train(b, &tr, NULL, &va, NULL, &c, &r2, &e), RF_EINTERRUPTED);
+    rf_train_result_free(&r2);
+    rf_flow_free(b);
+    b = fresh(3);
+    c.max_steps = 0;
+    c.resume = 1;
+    const int rc = rf_train(b, &tr, NULL, &va, NULL, &c, &r2, &e);
+    if (rc) printf("resume after a first-epoch stop: %s\n", e.msg);
+    assert_int_equal(rc, RF_OK);
+    assert_memory_equal(a->params, b->params, sizeof(float) * a->n_params);
+    assert_true(r1.best_val_nll == r2.best_val_nll);
+    rf_train_result_free(&r1);
+    rf_train_result_free(&r2);
+    rf_flow_free(a);
+    rf_flow_free(b);
+    rf_matrix_free(&tr);
+    rf_matrix_free(&va);
+    remove(p1);
+    remove(p2);
+}
+
 static void test_nonfinite_steps_skipped(void **s) {
     (void)s;
     rf_matrix tr = gaussian_data(64, 5), va = gaussian_data(64, 6);
@@ -257,6 +300,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_adam_and_schedule),
         cmocka_unit_test(test_exact_resume),
+        cmocka_unit_test(test_resume_first_epoch),
         cmocka_unit_test(test_nonfinite_steps_skipped),
         cmocka_unit_test(test_memory_saving_workspace),
         cmocka_unit_test(test_class_base_data_init),

@@ -34,7 +34,8 @@ struct cJSON;
  * error message. RF_EFORMAT otherwise. */
 int rf_cert_check_schema(const struct cJSON *cert, const char *name, rf_err *e);
 
-/* Reads and parses a certificate file and checks its schema; errors name the file (missing,
+/* Reads and parses a certificate file (or DIR/certificate.json for a directory written by renflow
+ * certify) and checks its schema; errors name the file (missing,
  * not JSON, not a certificate, another schema). Returns the document (cJSON_Delete) or NULL. */
 struct cJSON *rf_cert_read(const char *path, rf_err *e);
 

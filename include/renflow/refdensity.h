@@ -149,8 +149,10 @@ double rf_refdensity_flops_per_sample(const rf_refdensity *m, rf_ref_flops which
  *   standardized: true, and per kind:
  *   gaussian: logdet_cov (original units)
  *   gmm:      covariance ("full" | "diag"), components (K of the model kept), chosen_k,
- *             best_val_k (the minimum of the curve), k_rule, weights [K], max_components,
- *             k_patience, em_tol, em_max_iter, restarts, kmeans_iter, init,
+ *             best_val_k (the minimum of the curve), k_rule, weights [K], max_components (the
+ *             largest K tried: lowered to fit_rows / (D + 1), or / 2 for diag, when the rows
+ *             support fewer than requested; then also max_components_requested and
+ *             max_components_note), k_patience, em_tol, em_max_iter, restarts, kmeans_iter, init,
  *             curve: [{k, k_final, val_nll, train_nll, iterations (kept restart),
  *             iterations_all_restarts, converged, reseeded, removed, val_nll_minus_best,
  *             se_vs_best}] (k_final < k when degenerate components were removed)

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "label_internal.h"
 
@@ -947,6 +948,13 @@ cJSON *rf_cert_read(const char *path, rf_err *e) {
     if (!path || !*path) {
         rf_err_set(e, RF_EARG, "no certificate file given");
         return NULL;
+    }
+    /* a directory written by renflow certify: its certificate.json */
+    char dpath[4200];
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+        snprintf(dpath, sizeof dpath, "%s%scertificate.json", path, path[strlen(path) - 1] == '/' ? "" : "/");
+        path = dpath;
     }
     unsigned char *buf = NULL;
     size_t len = 0;

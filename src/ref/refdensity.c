@@ -587,15 +587,21 @@ rf_refdensity *rf_refdensity_fit(const char *kind, const rf_matrix *train, const
         rc = rf_err_set(e, RF_EARG,
                         "gaussian reference: a full covariance in %d dimensions needs at least %d rows, got %d", D,
                         D + 1, nf);
+    /* gmm: K goes up to what the fitting rows support (a full covariance needs D + 1 rows per
+     * component): fewer rows lower the largest K tried (recorded), instead of failing */
+    int k_requested = 0;
     if (k == KIND_GMM) {
         const int per = o.gmm_cov == RF_GMM_FULL ? D + 1 : 2;
-        if ((double)nf < (double)o.max_components * per)
-            rc = rf_err_set(
-                e, RF_EARG,
-                "gmm reference: max_components %d with %s covariances in %d dimensions needs at least %d x %d "
-                "= %.0f fitting rows, got %d (%d training rows, %d held out for validation)",
-                o.max_components, o.gmm_cov == RF_GMM_FULL ? "full" : "diagonal", D, o.max_components, per,
-                (double)o.max_components * per, nf, train->n, val ? 0 : nv);
+        const int k_fit = nf / per;
+        if (k_fit < 1)
+            rc = rf_err_set(e, RF_EARG,
+                            "gmm reference: one component with %s covariances in %d dimensions needs at least %d "
+                            "fitting rows, got %d (%d training rows, %d held out for validation)",
+                            o.gmm_cov == RF_GMM_FULL ? "full" : "diagonal", D, per, nf, train->n, val ? 0 : nv);
+        else if (k_fit < o.max_components) {
+            k_requested = o.max_components;
+            m->o.max_components = k_fit;
+        }
     }
     if (k == KIND_KDE && (nf < 2 || (o.kde_folds >= 2 &&
                                      (nf < o.kde_folds || (o.kde_max_rows < nf ? o.kde_max_rows : nf) < o.kde_folds))))
@@ -630,8 +636,17 @@ rf_refdensity *rf_refdensity_fit(const char *kind, const rf_matrix *train, const
     if (v) to_std(m, v, 0, nv, Xv);
     if (k == KIND_GAUSS)
         rc = fit_gauss(m, fit, e);
-    else if (k == KIND_GMM)
+    else if (k == KIND_GMM) {
         rc = fit_gmm(m, Xf, nf, Xv, nv, &rng, e);
+        if (!rc && k_requested) {
+            cJSON_AddNumberToObject(m->detail, "max_components_requested", k_requested);
+            char note[200];
+            snprintf(note, sizeof note, "K tried up to %d, not %d: %d fitting rows support at most %d components of %s",
+                     m->o.max_components, k_requested, nf, m->o.max_components,
+                     o.gmm_cov == RF_GMM_FULL ? "full covariance (D + 1 rows each)" : "diagonal covariance");
+            cJSON_AddStringToObject(m->detail, "max_components_note", note);
+        }
+    }
     else
         rc = fit_kde(m, Xf, nf, Xv, nv, &rng, e);
     if (rc) goto fail;

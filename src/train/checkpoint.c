@@ -3,6 +3,7 @@
 
 #include <cjson/cJSON.h>
 #include <inttypes.h>
+#include <math.h>
 #include <openssl/evp.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +39,9 @@ static cJSON *state_json(const rf_adam *a, const rf_train_state *s) {
     }
     snprintf(buf, sizeof buf, "%" PRIu64, s->epoch_rng.seed);
     cJSON_AddStringToObject(j, "seed", buf);
-    cJSON_AddNumberToObject(j, "best_val", s->best_val);
+    /* no validated epoch yet (a stop in the first epoch): best_val is +inf, which JSON cannot hold */
+    if (isfinite(s->best_val)) cJSON_AddNumberToObject(j, "best_val", s->best_val);
+    else cJSON_AddNullToObject(j, "best_val");
     cJSON_AddNumberToObject(j, "best_epoch", s->best_epoch);
     cJSON_AddNumberToObject(j, "bad_epochs", s->bad_epochs);
     cJSON_AddNumberToObject(j, "skipped", (double)s->skipped);
@@ -128,7 +131,7 @@ static int load_curve(const cJSON *j, const char *key, double *out, int n, rf_er
         return rf_err_set(e, RF_EFORMAT, "field \"%s\" is not an array of %d numbers", key, n);
     int i = 0;
     const cJSON *v;
-    cJSON_ArrayForEach(v, a) out[i++] = cJSON_IsNumber(v) ? v->valuedouble : 0.0;
+    cJSON_ArrayForEach(v, a) out[i++] = cJSON_IsNumber(v) ? v->valuedouble : NAN; /* null: a non-finite value */
     return RF_OK;
 }
 
@@ -138,7 +141,11 @@ static int parse_state(const cJSON *j, rf_adam *a, rf_train_state *s, int max_ep
     if (!rc) rc = rf_json_get_number(j, "batch_pos", &d, e), s->batch_pos = (long)d;
     if (!rc) rc = rf_json_get_number(j, "step", &d, e), s->step = (long)d;
     if (!rc) rc = rf_json_get_number(j, "adam_step", &d, e), a->step = (long)d;
-    if (!rc) rc = rf_json_get_number(j, "best_val", &s->best_val, e);
+    if (!rc) {
+        const cJSON *bv = cJSON_GetObjectItemCaseSensitive(j, "best_val");
+        if (cJSON_IsNull(bv)) s->best_val = INFINITY; /* written before the first validation */
+        else rc = rf_json_get_number(j, "best_val", &s->best_val, e);
+    }
     if (!rc) rc = rf_json_get_int(j, "best_epoch", &s->best_epoch, e);
     if (!rc) rc = rf_json_get_int(j, "bad_epochs", &s->bad_epochs, e);
     if (!rc) rc = rf_json_get_number(j, "skipped", &d, e), s->skipped = (long)d;
