@@ -641,8 +641,8 @@ rf_refdensity *rf_refdensity_fit(const char *kind, const rf_matrix *train, const
         if (!rc && k_requested) {
             cJSON_AddNumberToObject(m->detail, "max_components_requested", k_requested);
             char note[200];
-            snprintf(note, sizeof note, "K tried up to %d, not %d: %d fitting rows support at most %d components of %s",
-                     m->o.max_components, k_requested, nf, m->o.max_components,
+            snprintf(note, sizeof note, "K tried up to %d, not %d: %d fitting rows support at most %d component%s of %s",
+                     m->o.max_components, k_requested, nf, m->o.max_components, m->o.max_components == 1 ? "" : "s",
                      o.gmm_cov == RF_GMM_FULL ? "full covariance (D + 1 rows each)" : "diagonal covariance");
             cJSON_AddStringToObject(m->detail, "max_components_note", note);
         }
