@@ -31,8 +31,11 @@
  * padding (tap k reads position t + (k - (kernel-1)/2) * dilation) and a bias; hidden layers
  * output `hidden` channels through `act` (with residual and l >= 1: h_l = h_{l-1} + act(z_l));
  * the last layer is linear with c_out channels and zero-initialised (a fresh net outputs 0).
- * Implemented as im2col + rf_gemm; forward and backward take caller-provided buffers whose
- * sizes are declared up front (nothing is allocated in forward / backward).
+ * With out_channel_major the output (and dout) is channel-major over the whole batch instead:
+ * out[q * (n * length) + i * length + t].
+ * Implemented as im2col + rf_gemm on blocks of whole sequences (a few hundred positions, so a
+ * block's buffers stay in cache); forward and backward take caller-provided buffers whose sizes
+ * are declared up front (nothing is allocated in forward / backward).
  * Parameters, layer after layer: W_l (out x kernel*in, column index k * in + c) then b_l (out). */
 typedef struct rf_conv1d_cfg {
     int c_in, c_out;
@@ -43,6 +46,7 @@ typedef struct rf_conv1d_cfg {
     int dilation; /* >= 1 */
     rf_act act;
     int residual;
+    int out_channel_major; /* output layout (see above); 0: position-major */
 } rf_conv1d_cfg;
 
 typedef struct rf_conv1d rf_conv1d;
@@ -55,7 +59,7 @@ void rf_conv1d_init_params(const rf_conv1d *m, float *params, rf_rng *rng);
 /* Floats of `cache` the forward fills for a batch of n sequences (pre-activations and
  * activations of the hidden layers); always required. */
 size_t rf_conv1d_cache_floats(const rf_conv1d *m, int n);
-/* Floats of `scratch` the forward needs (the im2col buffer). */
+/* Floats of `scratch` the forward needs (one block's im2col buffer). */
 size_t rf_conv1d_forward_scratch_floats(const rf_conv1d *m, int n);
 /* Floats of `scratch` the backward needs. */
 size_t rf_conv1d_backward_scratch_floats(const rf_conv1d *m, int n);

@@ -6,9 +6,18 @@
  *   log|det| = sum_{c, t} log f'(x_b[c, t]),
  * with f affine (soft-clamped log-scale) or a rational-quadratic spline (xform.h). The net's last
  * layer is zero-initialised and theta = 0 is the identity, so a fresh layer is the identity.
- * The conv net works position-major: its input is x_a transposed to (n*T x ca), its output
- * theta is (n*T x cb*nt), so each element's nt parameters are contiguous.
- * Cache: x_a (n*T x ca) | theta (n*T x cb*nt) | conv cache. */
+ * The conv net works position-major: its input is x_a transposed to (n*T x ca). Its output theta
+ * is, for the spline, position-major (n*T x cb*nt), so each element's nt parameters are
+ * contiguous; for the affine transform channel-major over the batch (cb*2 x n*T: row 2c holds the
+ * raw log-scales of channel c, row 2c+1 its shifts, each along i*T + t), so the transform runs
+ * vectorised along the time steps of a channel, which are contiguous in x and y too.
+ * Cache: x_a (n*T x ca) | theta (n*T x cb*nt) | conv cache. In training (forward with a cache)
+ * the affine layer replaces theta there by what the backward needs, (tanh(raw / clamp), exp(s))
+ * in the rows (2c, 2c+1), so the backward evaluates no transcendental function. */
+/* No floating-point traps are used anywhere; without the assumption that they might be, GCC
+ * vectorises the branch-free exp/tanh loops of xform.h (see coupling.c). */
+#pragma GCC optimize("no-trapping-math")
+
 #include <cjson/cJSON.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +62,8 @@ static void tc_init(const rf_layer *l, float *p, rf_rng *rng) {
 
 /* Runs the conditioner on the a channels of `in`: buf = [x_a | theta | conv cache]; returns
  * theta. */
-static const float *tc_condition(const tc_impl *c, const float *p, int n, int D, const float *in,
-                                 float *buf, float *conv_scratch) {
+static float *tc_condition(const tc_impl *c, const float *p, int n, int D, const float *in,
+                           float *buf, float *conv_scratch) {
     const int T = c->T, ca = c->ca;
     float *xa = buf, *th = xa + nT(c, n) * ca, *cc = th + nT(c, n) * c->cb * c->nt;
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
@@ -68,13 +77,120 @@ static const float *tc_condition(const tc_impl *c, const float *p, int n, int D,
     return th;
 }
 
+/* The affine transform along the time steps of one channel (m of them): raw log-scales, shifts,
+ * x in, y and the log-det terms out; with keep, raw and sh are replaced by tanh(raw / clamp)
+ * (raw itself without a clamp) and exp(s). The same arithmetic as rf_xform_forward, element by
+ * element, compiled for wider vectors too (RF_XFORM_CLONES; the same bits). */
+RF_XFORM_CLONES static void ta_forward(float clamp, int m, float *restrict raw, float *restrict sh,
+                                       const float *restrict x, float *restrict y,
+                                       float *restrict ld, int keep) {
+    if (clamp > 0 && keep) {
+#pragma omp simd
+        for (int t = 0; t < m; t++) {
+            const float h = rf_ftanh(raw[t] / clamp), s = clamp * h, es = rf_fexp(s);
+            y[t] = x[t] * es + sh[t];
+            ld[t] = s;
+            raw[t] = h;
+            sh[t] = es;
+        }
+    } else if (clamp > 0) {
+#pragma omp simd
+        for (int t = 0; t < m; t++) {
+            const float s = clamp * rf_ftanh(raw[t] / clamp);
+            y[t] = x[t] * rf_fexp(s) + sh[t];
+            ld[t] = s;
+        }
+    } else {
+#pragma omp simd
+        for (int t = 0; t < m; t++) {
+            const float s = raw[t], es = rf_fexp(s);
+            y[t] = x[t] * es + sh[t];
+            ld[t] = s;
+            if (keep) sh[t] = es;
+        }
+    }
+}
+
+/* Inverse: x = (y - sh) exp(-s), ld = -s (as rf_xform_inverse). */
+RF_XFORM_CLONES static void ta_inverse(float clamp, int m, const float *restrict raw,
+                                       const float *restrict sh, const float *restrict y,
+                                       float *restrict x, float *restrict ld) {
+#pragma omp simd
+    for (int t = 0; t < m; t++) {
+        const float s = clamp > 0 ? clamp * rf_ftanh(raw[t] / clamp) : raw[t];
+        x[t] = (y[t] - sh[t]) * rf_fexp(-s);
+        ld[t] = -s;
+    }
+}
+
+/* Backward from the kept (h, es) (as rf_xform_affine_backward_c): dx, and the gradients of the
+ * raw log-scales and shifts. */
+RF_XFORM_CLONES static void ta_backward(float clamp, int m, const float *restrict h,
+                                        const float *restrict es, const float *restrict x,
+                                        const float *restrict gy, float gld, float *restrict dx,
+                                        float *restrict draw, float *restrict dsh) {
+    if (clamp > 0) {
+#pragma omp simd
+        for (int t = 0; t < m; t++) {
+            const float ds = gy[t] * x[t] * es[t] + gld;
+            draw[t] = ds * (1.0f - h[t] * h[t]);
+            dsh[t] = gy[t];
+            dx[t] = gy[t] * es[t];
+        }
+    } else {
+#pragma omp simd
+        for (int t = 0; t < m; t++) {
+            const float ds = gy[t] * x[t] * es[t] + gld;
+            draw[t] = ds * 1.0f;
+            dsh[t] = gy[t];
+            dx[t] = gy[t] * es[t];
+        }
+    }
+}
+
+#define TA_RUN 256 /* time steps per vectorised run (log-det terms on the stack) */
+
+/* The affine transform of the b channels of every row, forward (inv = 0) or inverse, from the
+ * channel-major theta (see the top of the file); logdet[i] += the terms summed in (channel, time)
+ * order in double, as the element-wise path does. */
+static void ta_rows(const tc_impl *c, int n, int D, float *th, const float *in, float *out,
+                    float *logdet, int keep, int inv) {
+    const int T = c->T, ca = c->ca, cb = c->cb;
+    const size_t nr = nT(c, n);
+    const float clamp = c->xf.clamp;
+    float ldb[TA_RUN];
+    for (int i = 0; i < n; i++) {
+        const float *xi = in + (size_t)i * D;
+        float *yi = out + (size_t)i * D;
+        memcpy(yi, xi, sizeof(float) * (size_t)ca * T);
+        double ld = 0;
+        for (int ch = 0; ch < cb; ch++) {
+            float *raw = th + (size_t)(2 * ch) * nr + (size_t)i * T, *sh = raw + nr;
+            const float *xb = xi + (size_t)(ca + ch) * T;
+            float *yb = yi + (size_t)(ca + ch) * T;
+            for (int t0 = 0; t0 < T; t0 += TA_RUN) {
+                const int m = T - t0 < TA_RUN ? T - t0 : TA_RUN;
+                if (inv) ta_inverse(clamp, m, raw + t0, sh + t0, xb + t0, yb + t0, ldb);
+                else ta_forward(clamp, m, raw + t0, sh + t0, xb + t0, yb + t0, ldb, keep);
+                for (int t = 0; t < m; t++) ld += ldb[t];
+            }
+        }
+        logdet[i] += (float)ld;
+    }
+}
+
 static void tc_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
                        float *logdet, float *cache, float *scratch) {
     const tc_impl *c = l->impl;
     const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
     float *buf = cache ? cache : scratch;
     float *cs = cache ? scratch : scratch + tc_cache(l, n);
-    const float *th = tc_condition(c, p, n, D, x, buf, cs);
+    float *th = tc_condition(c, p, n, D, x, buf, cs);
+    if (c->xf.kind == RF_XFORM_AFFINE) {
+        ta_rows(c, n, D, th, x, y, logdet, cache != NULL, 0);
+        rf_ts_copy_tail(n, D, c->C * T, x, y);
+        return;
+    }
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
     for (int i = 0; i < n; i++) {
         const float *xi = x + (size_t)i * D;
@@ -100,7 +216,12 @@ static void tc_inverse(const rf_layer *l, const float *p, int n, const float *y,
                        float *logdet, float *scratch) {
     const tc_impl *c = l->impl;
     const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
-    const float *th = tc_condition(c, p, n, D, y, scratch, scratch + tc_cache(l, n));
+    float *th = tc_condition(c, p, n, D, y, scratch, scratch + tc_cache(l, n));
+    if (c->xf.kind == RF_XFORM_AFFINE) {
+        ta_rows(c, n, D, th, y, x, logdet, 0, 1);
+        rf_ts_copy_tail(n, D, c->C * T, y, x);
+        return;
+    }
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
     for (int i = 0; i < n; i++) {
         const float *yi = y + (size_t)i * D;
@@ -130,13 +251,23 @@ static void tc_backward(const rf_layer *l, const float *p, int n, const float *x
     const size_t m = nT(c, n);
     const float *xa = cache, *th = xa + m * ca, *cc = th + m * cb * nt;
     float *dth = scratch, *dxa = dth + m * cb * nt, *bs = dxa + m * ca;
+    if (c->xf.kind == RF_XFORM_AFFINE) {
+        for (int i = 0; i < n; i++)
+            for (int ch = 0; ch < cb; ch++) {
+                const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
+                const size_t k = (size_t)(2 * ch) * m + (size_t)i * T;
+                ta_backward(c->xf.clamp, T, th + k, th + k + m, x + o, dy + o, dlogdet[i], dx + o,
+                            dth + k, dth + k + m);
+            }
+    } else {
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
-    for (int i = 0; i < n; i++) {
-        for (int ch = 0; ch < cb; ch++) {
-            const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
-            for (int t = 0; t < T; t++) {
-                const size_t k = (((size_t)i * T + t) * cb + ch) * nt;
-                dx[o + t] = rf_xform_backward(&c->xf, th + k, x[o + t], dy[o + t], dlogdet[i], dth + k);
+        for (int i = 0; i < n; i++) {
+            for (int ch = 0; ch < cb; ch++) {
+                const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
+                for (int t = 0; t < T; t++) {
+                    const size_t k = (((size_t)i * T + t) * cb + ch) * nt;
+                    dx[o + t] = rf_xform_backward(&c->xf, th + k, x[o + t], dy[o + t], dlogdet[i], dth + k);
+                }
             }
         }
     }
@@ -206,6 +337,7 @@ static rf_layer *tc_create(int D, int C, int T, const rf_conv1d_cfg *cond, const
     k.c_in = c->ca;
     k.c_out = c->cb * c->nt;
     k.length = T;
+    k.out_channel_major = xf->kind == RF_XFORM_AFFINE;
     c->net = rf_conv1d_create(&k, e);
     if (!c->net) {
         rf_err_prefix(e, RF_EARG, "ts_coupling conditioner");

@@ -1,0 +1,372 @@
+/* The blocked 1-D conv conditioner (src/nn/conv1d.c: whole sequences per block, fused bias /
+ * activation / residual, channel-major output option) against a plain reference in double: the
+ * unblocked im2col network forward and its analytic backward, written out loop by loop. Kernels
+ * 1..7, dilations 1..3, odd channel counts and lengths, batches that end in a partial block, a
+ * sequence longer than a block, both output layouts, dparams accumulation (+=) and dx == NULL.
+ * Then the time-series coupling layer's vectorised affine path (channel-major theta, kept
+ * tanh / exp for the backward), with and without the soft clamp, and the spline path: round trip,
+ * log-det of forward and inverse, and the backward against finite differences. */
+#include "testutil.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "renflow/tsflow.h"
+
+static void randn(float *x, size_t n, float s, uint64_t seed) {
+    rf_rng r;
+    rf_rng_seed(&r, seed);
+    for (size_t i = 0; i < n; i++) x[i] = s * (float)rf_rng_normal(&r);
+}
+
+static double act_f(rf_act a, double z) {
+    if (a == RF_ACT_RELU) return z > 0 ? z : 0;
+    if (a == RF_ACT_TANH) return tanh(z);
+    return 0.5 * z * (1 + erf(z / sqrt(2.0)));
+}
+
+static double act_d(rf_act a, double z) {
+    if (a == RF_ACT_RELU) return z > 0 ? 1 : 0;
+    if (a == RF_ACT_TANH) return 1 - tanh(z) * tanh(z);
+    return 0.5 * (1 + erf(z / sqrt(2.0))) + z * exp(-0.5 * z * z) / sqrt(2 * M_PI);
+}
+
+/* Backward of one reference layer (co x K*ci weights W at p): dW, db += ..., gin = dL/d input. */
+static void ref_layer_back(const rf_conv1d_cfg *c, int n, int ci, int co, const float *Wl,
+                           const double *in, const double *dz, double *dW, double *db, double *gin) {
+    const int T = c->length, K = c->kernel, half = (K - 1) / 2, d = c->dilation;
+    memset(gin, 0, sizeof(double) * (size_t)n * T * ci);
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < T; t++)
+            for (int q = 0; q < co; q++) {
+                const double g = dz[((size_t)i * T + t) * co + q];
+                db[q] += g;
+                for (int k = 0; k < K; k++) {
+                    const int u = t + (k - half) * d;
+                    if (u < 0 || u >= T) continue;
+                    for (int a = 0; a < ci; a++) {
+                        const size_t wi = (size_t)q * K * ci + (size_t)k * ci + a;
+                        const size_t xi = ((size_t)i * T + u) * ci + a;
+                        dW[wi] += g * in[xi];
+                        gin[xi] += g * Wl[wi];
+                    }
+                }
+            }
+}
+
+/* Reference network in double, position-major, unblocked: forward (out: n*T x c_out) and, given
+ * dout, the gradients dx (n*T x c_in) and dp (P). */
+static void conv_reference(const rf_conv1d_cfg *c, const float *p, size_t P, int n, const float *x,
+                           const float *dout, double *out, double *dx, double *dp) {
+    const int T = c->length, K = c->kernel, half = (K - 1) / 2, d = c->dilation, L = c->n_hidden;
+    const size_t nr = (size_t)n * T;
+    const int W = c->c_in > c->hidden ? c->c_in : c->hidden;
+    const int WO = W > c->c_out ? W : c->c_out;
+    double **acts = calloc((size_t)L + 1, sizeof *acts), **zs = calloc((size_t)L, sizeof *zs);
+    size_t *off = calloc((size_t)L + 1, sizeof *off);
+    acts[0] = malloc(sizeof(double) * nr * c->c_in);
+    for (size_t i = 0; i < nr * (size_t)c->c_in; i++) acts[0][i] = x[i];
+    size_t o = 0;
+    for (int l = 0; l <= L; l++) {
+        const int ci = l == 0 ? c->c_in : c->hidden, co = l == L ? c->c_out : c->hidden;
+        off[l] = o;
+        const float *Wl = p + o, *b = Wl + (size_t)co * K * ci;
+        o += (size_t)co * K * ci + co;
+        double *z = l == L ? out : malloc(sizeof(double) * nr * co);
+        for (int i = 0; i < n; i++)
+            for (int t = 0; t < T; t++)
+                for (int q = 0; q < co; q++) {
+                    double s = b[q];
+                    for (int k = 0; k < K; k++) {
+                        const int u = t + (k - half) * d;
+                        if (u < 0 || u >= T) continue;
+                        for (int a = 0; a < ci; a++)
+                            s += (double)Wl[(size_t)q * K * ci + (size_t)k * ci + a] *
+                                 acts[l][((size_t)i * T + u) * ci + a];
+                    }
+                    z[((size_t)i * T + t) * co + q] = s;
+                }
+        if (l == L) break;
+        zs[l] = z;
+        acts[l + 1] = malloc(sizeof(double) * nr * co);
+        for (size_t r = 0; r < nr * (size_t)co; r++)
+            acts[l + 1][r] = act_f(c->act, z[r]) + (c->residual && l > 0 ? acts[l][r] : 0);
+    }
+    assert_int_equal(o, P);
+    memset(dp, 0, sizeof(double) * P);
+    double *dz = malloc(sizeof(double) * nr * WO), *g = malloc(sizeof(double) * nr * W);
+    double *gin = malloc(sizeof(double) * nr * W);
+    for (size_t r = 0; r < nr * (size_t)c->c_out; r++) dz[r] = dout[r];
+    /* g = dL/dh_{L-1} */
+    ref_layer_back(c, n, c->hidden, c->c_out, p + off[L], acts[L], dz, dp + off[L],
+                   dp + off[L] + (size_t)c->c_out * K * c->hidden, g);
+    for (int l = L - 1; l >= 0; l--) {
+        const int ci = l == 0 ? c->c_in : c->hidden, co = c->hidden;
+        for (size_t r = 0; r < nr * (size_t)co; r++) dz[r] = g[r] * act_d(c->act, zs[l][r]);
+        ref_layer_back(c, n, ci, co, p + off[l], acts[l], dz, dp + off[l],
+                       dp + off[l] + (size_t)co * K * ci, gin);
+        /* h_l = h_{l-1} + act(z_l) for residual l >= 1: dL/dh_{l-1} also gets g directly */
+        for (size_t r = 0; r < nr * (size_t)ci; r++) g[r] = gin[r] + (c->residual && l > 0 ? g[r] : 0);
+    }
+    memcpy(dx, g, sizeof(double) * nr * c->c_in);
+    free(gin);
+    free(g);
+    free(dz);
+    for (int l = 0; l <= L; l++) free(acts[l]);
+    for (int l = 0; l < L; l++) free(zs[l]);
+    free(acts);
+    free(zs);
+    free(off);
+    (void)half;
+    (void)d;
+}
+
+static double max_rel(const double *ref, const float *got, size_t n, int stride_cm, int nr, int co) {
+    /* got is position-major unless stride_cm, then got[q * nr + r] for ref[r * co + q] */
+    double m = 0, s = 1;
+    for (size_t i = 0; i < n; i++) s = fmax(s, fabs(ref[i]));
+    for (size_t i = 0; i < n; i++) {
+        const size_t r = i / (size_t)co, q = i % (size_t)co;
+        const double g = stride_cm ? got[q * (size_t)nr + r] : got[i];
+        m = fmax(m, fabs(g - ref[i]));
+    }
+    return m / s;
+}
+
+static void check_case(int c_in, int hidden, int c_out, int n_hidden, int T, int kernel,
+                       int dilation, rf_act act, int residual, int cm, int n) {
+    rf_conv1d_cfg cfg = {.c_in = c_in, .c_out = c_out, .length = T, .hidden = hidden,
+                         .n_hidden = n_hidden, .kernel = kernel, .dilation = dilation, .act = act,
+                         .residual = residual, .out_channel_major = cm};
+    rf_err e;
+    rf_conv1d *m = rf_conv1d_create(&cfg, &e);
+    if (!m) fail_msg("conv1d: %s", e.msg);
+    assert_int_equal(rf_conv1d_config(m)->out_channel_major, cm);
+    const size_t P = rf_conv1d_n_params(m), nr = (size_t)n * T, NI = nr * c_in, NO = nr * c_out;
+    float *p = rf_floats(P, NULL), *x = rf_floats(NI, NULL), *out = rf_floats(NO, NULL);
+    float *out2 = rf_floats(NO, NULL), *dout = rf_floats(NO, NULL), *doutl = rf_floats(NO, NULL);
+    float *cache = rf_floats(rf_conv1d_cache_floats(m, n), NULL);
+    float *fs = rf_floats(rf_conv1d_forward_scratch_floats(m, n) + 1, NULL);
+    float *bs = rf_floats(rf_conv1d_backward_scratch_floats(m, n), NULL);
+    float *dx = rf_floats(NI, NULL), *dx2 = rf_floats(NI, NULL), *dp = rf_floats(P, NULL);
+    float *dp2 = rf_floats(P, NULL), *dp3 = rf_floats(P, NULL);
+    double *ref = malloc(sizeof(double) * NO), *rdx = malloc(sizeof(double) * NI);
+    double *rdp = malloc(sizeof(double) * P);
+    randn(p, P, 0.4f, 100 + (uint64_t)kernel * 7 + (uint64_t)dilation);
+    randn(x, NI, 1.0f, 200 + (uint64_t)T);
+    randn(dout, NO, 1.0f, 300 + (uint64_t)n);
+    /* dout in the layer's layout */
+    for (size_t r = 0; r < nr; r++)
+        for (int q = 0; q < c_out; q++)
+            doutl[cm ? (size_t)q * nr + r : r * c_out + q] = dout[r * c_out + q];
+    rf_conv1d_forward(m, p, n, x, out, cache, fs);
+    conv_reference(&cfg, p, P, n, x, dout, ref, rdx, rdp);
+    const double ef = max_rel(ref, out, NO, cm, (int)nr, c_out);
+    /* dparams accumulate: start from 0.5 everywhere */
+    for (size_t i = 0; i < P; i++) dp[i] = 0.5f;
+    rf_conv1d_backward(m, p, n, x, doutl, dx, dp, cache, bs);
+    for (size_t i = 0; i < P; i++) dp[i] -= 0.5f;
+    const double ex = max_rel(rdx, dx, NI, 0, (int)nr, c_in);
+    const double ep = max_rel(rdp, dp, P, 0, 1, 1);
+    printf("[conv1d %dx%d->%d h%d L%d k%d d%d %s res%d %s n%d] forward %.1e, dx %.1e, dparams %.1e\n",
+           c_in, T, c_out, hidden, n_hidden, kernel, dilation, rf_act_name(act), residual,
+           cm ? "channel-major" : "position-major", n, ef, ex, ep);
+    assert_true(ef < 2e-5);
+    assert_true(ex < 1e-4);
+    assert_true(ep < 1e-4);
+    /* same inputs, same bits; dx == NULL leaves dparams as they were with dx */
+    rf_conv1d_forward(m, p, n, x, out2, cache, fs);
+    assert_memory_equal(out, out2, sizeof(float) * NO);
+    memset(dp2, 0, sizeof(float) * P);
+    memset(dp3, 0, sizeof(float) * P);
+    rf_conv1d_backward(m, p, n, x, doutl, dx2, dp2, cache, bs);
+    rf_conv1d_backward(m, p, n, x, doutl, NULL, dp3, cache, bs);
+    assert_memory_equal(dp2, dp3, sizeof(float) * P);
+    assert_memory_equal(dx, dx2, sizeof(float) * NI);
+    free(ref);
+    free(rdx);
+    free(rdp);
+    rf_free(p);
+    rf_free(x);
+    rf_free(out);
+    rf_free(out2);
+    rf_free(dout);
+    rf_free(doutl);
+    rf_free(cache);
+    rf_free(fs);
+    rf_free(bs);
+    rf_free(dx);
+    rf_free(dx2);
+    rf_free(dp);
+    rf_free(dp2);
+    rf_free(dp3);
+    rf_conv1d_free(m);
+}
+
+static void test_conv1d_kernels(void **s) {
+    (void)s;
+    /* kernel 1..7 (odd), dilation 1..3, odd sizes; n = 45 sequences of 13: blocks of 19, 19, 7 */
+    for (int k = 1; k <= 7; k += 2)
+        for (int d = 1; d <= 3; d++) {
+            if (k == 1 && d > 1) continue;
+            check_case(3, 5, 4, 2, 13, k, d, RF_ACT_RELU, 1, (k + d) % 2, 45);
+        }
+}
+
+static void test_conv1d_layouts(void **s) {
+    (void)s;
+    for (int cm = 0; cm <= 1; cm++) {
+        check_case(5, 7, 6, 2, 13, 5, 1, RF_ACT_TANH, 1, cm, 45);
+        check_case(5, 7, 6, 3, 9, 3, 2, RF_ACT_GELU, 0, cm, 31); /* 3 hidden layers */
+        check_case(2, 3, 2, 1, 300, 7, 3, RF_ACT_RELU, 0, cm, 3); /* a sequence longer than a block */
+        check_case(19, 38, 38, 2, 128, 5, 1, RF_ACT_RELU, 1, cm, 5); /* a benchmark shape */
+        check_case(1, 1, 1, 1, 1, 3, 1, RF_ACT_TANH, 1, cm, 2); /* length 1: every tap but one pads */
+        check_case(3, 5, 4, 2, 6, 7, 3, RF_ACT_RELU, 1, cm, 1); /* taps reach past both ends */
+    }
+}
+
+/* ------------------------------------------------------------------ ts coupling */
+
+typedef struct {
+    rf_layer *l;
+    float *p, *cache, *scr, *y, *ld;
+    int n;
+    const float *w, *v; /* L = sum w * y + sum v * logdet */
+} cp_ctx;
+
+static double cp_loss(cp_ctx *c, const float *x) {
+    memset(c->ld, 0, sizeof(float) * c->n);
+    c->l->ops->forward(c->l, c->p, c->n, x, c->y, c->ld, NULL, c->scr);
+    double L = 0;
+    for (size_t i = 0; i < (size_t)c->n * c->l->dim; i++) L += (double)c->w[i] * c->y[i];
+    for (int i = 0; i < c->n; i++) L += (double)c->v[i] * c->ld[i];
+    return L;
+}
+
+static double rel_err(const double *a, const double *b, size_t n) {
+    double num = 0, den = 0;
+    for (size_t i = 0; i < n; i++) {
+        num += (a[i] - b[i]) * (a[i] - b[i]);
+        den += b[i] * b[i];
+    }
+    return sqrt(num) / fmax(sqrt(den), 1e-9);
+}
+
+static void check_coupling(int spline, float clamp) {
+    const int C = 5, T = 37, D = C * T + 4, n = 7;
+    rf_ts_coupling_cfg cfg = {.D = D, .channels = C, .length = T, .spline = spline, .clamp = clamp,
+                              .bins = 4, .bound = 3.0f,
+                              .cond = {.hidden = 6, .n_hidden = 2, .kernel = 3, .dilation = 2,
+                                       .act = RF_ACT_TANH, .residual = 1}};
+    rf_err e;
+    rf_layer *l = rf_ts_coupling_create(&cfg, &e);
+    if (!l) fail_msg("ts_coupling: %s", e.msg);
+    const size_t P = l->n_params, N = (size_t)n * D;
+    float *p = rf_floats(P, NULL), *x = rf_floats(N, NULL), *y = rf_floats(N, NULL);
+    float *y2 = rf_floats(N, NULL), *x2 = rf_floats(N, NULL), *ly = rf_floats(N, NULL);
+    float *ld = rf_floats(n, NULL), *ld2 = rf_floats(n, NULL), *ld3 = rf_floats(n, NULL);
+    float *cache = rf_floats(l->ops->cache_floats(l, n), NULL);
+    float *scr = rf_floats(l->ops->scratch_floats(l, n), NULL);
+    float *w = rf_floats(N, NULL), *v = rf_floats(n, NULL), *dx = rf_floats(N, NULL);
+    float *dp = rf_floats(P, NULL), *lld = rf_floats(n, NULL);
+    rf_rng r;
+    rf_rng_seed(&r, 5);
+    l->ops->init_params(l, p, &r);
+    /* a spline's gradients are piecewise: smaller parameters and steps keep the finite differences
+     * inside one bin */
+    const float ps = spline ? 0.1f : 0.3f, h = spline ? 1e-3f : 1e-2f;
+    for (size_t i = 0; i < P; i++) p[i] += ps * (float)rf_rng_normal(&r);
+    randn(x, N, 1.0f, 11);
+    randn(w, N, 1.0f, 12);
+    randn(v, n, 1.0f, 13);
+    /* forward with a cache (training) = forward without; the inverse undoes it */
+    memset(ld, 0, sizeof(float) * n);
+    memset(ld2, 0, sizeof(float) * n);
+    memset(ld3, 0, sizeof(float) * n);
+    l->ops->forward(l, p, n, x, y, ld, cache, scr);
+    l->ops->forward(l, p, n, x, y2, ld2, NULL, scr);
+    assert_memory_equal(y, y2, sizeof(float) * N);
+    assert_memory_equal(ld, ld2, sizeof(float) * n);
+    l->ops->inverse(l, p, n, y, x2, ld3, scr);
+    double erx = 0, eld = 0, moved = 0;
+    for (size_t i = 0; i < N; i++) {
+        erx = fmax(erx, fabs(x2[i] - x[i]));
+        moved = fmax(moved, fabs(y[i] - x[i]));
+    }
+    for (int i = 0; i < n; i++) eld = fmax(eld, fabs(ld[i] + ld3[i]) / fmax(1.0, fabs(ld[i])));
+    /* backward (from the training forward's cache) against finite differences */
+    memset(dp, 0, sizeof(float) * P);
+    l->ops->forward(l, p, n, x, y, ld, cache, scr);
+    l->ops->backward(l, p, n, x, w, v, dx, dp, cache, scr);
+    cp_ctx c = {l, p, cache, scr, ly, lld, n, w, v};
+    double *ga = malloc(sizeof(double) * (N > P ? N : P)), *gn = malloc(sizeof(double) * (N > P ? N : P));
+    for (size_t i = 0; i < N; i++) {
+        const float s0 = x[i];
+        x[i] = s0 + h;
+        const double Lp = cp_loss(&c, x);
+        x[i] = s0 - h;
+        const double Lm = cp_loss(&c, x);
+        x[i] = s0;
+        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
+        ga[i] = dx[i];
+    }
+    const double gx = rel_err(ga, gn, N);
+    for (size_t i = 0; i < P; i++) {
+        const float s0 = p[i];
+        p[i] = s0 + h;
+        const double Lp = cp_loss(&c, x);
+        p[i] = s0 - h;
+        const double Lm = cp_loss(&c, x);
+        p[i] = s0;
+        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
+        ga[i] = dp[i];
+    }
+    const double gp = rel_err(ga, gn, P);
+    printf("[ts_coupling %s clamp %.0f] moved %.2f, round trip %.1e, log-det %.1e, grad_x %.1e, grad_p %.1e\n",
+           spline ? "spline" : "affine", clamp, moved, erx, eld, gx, gp);
+    assert_true(moved > 0.05); /* not the identity */
+    assert_true(erx < 1e-4);
+    assert_true(eld < 1e-4);
+    assert_true(gx < 1e-2);
+    assert_true(gp < 1e-2);
+    /* the inactive tail is copied */
+    for (int i = 0; i < n; i++)
+        for (int j = C * T; j < D; j++) assert_true(y[(size_t)i * D + j] == x[(size_t)i * D + j]);
+    free(ga);
+    free(gn);
+    rf_free(p);
+    rf_free(x);
+    rf_free(y);
+    rf_free(y2);
+    rf_free(x2);
+    rf_free(ly);
+    rf_free(ld);
+    rf_free(ld2);
+    rf_free(ld3);
+    rf_free(cache);
+    rf_free(scr);
+    rf_free(w);
+    rf_free(v);
+    rf_free(dx);
+    rf_free(dp);
+    rf_free(lld);
+    rf_layer_free(l);
+}
+
+static void test_ts_coupling_paths(void **s) {
+    (void)s;
+    check_coupling(0, 3.0f); /* affine, soft clamp */
+    check_coupling(0, 0.0f); /* affine, no clamp */
+    check_coupling(1, 0.0f); /* spline */
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_conv1d_kernels),
+        cmocka_unit_test(test_conv1d_layouts),
+        cmocka_unit_test(test_ts_coupling_paths),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
