@@ -1065,7 +1065,8 @@ static void write_text(const char *path, const char *text) {
     fclose(fp);
 }
 
-/* A directory's digest: SHA-256 of the sorted lines "NAME SHA256\n" of its regular files. */
+/* A directory's digest: SHA-256 of the sorted lines "NAME SHA256\n" of its .npy files (or of all
+ * its regular files when it has none). */
 static void test_directory_digest(void **state) {
     (void)state;
     char dir[256], p[400], cmd[1200];
@@ -1089,11 +1090,37 @@ static void test_directory_digest(void **state) {
     assert_int_equal(rf_sha256_file(p, ha, &e), RF_OK);
     snprintf(p, sizeof p, "%s/b.npy", dir);
     assert_int_equal(rf_sha256_file(p, hb, &e), RF_OK);
-    snprintf(text, sizeof text, "a.json %s\nb.npy %s\n", ha, hb);
+    /* with .npy files present only they (the data) are in the digest: a manifest that records
+     * where the data came from does not change it */
+    snprintf(text, sizeof text, "b.npy %s\n", hb);
     uint8_t d[32];
     rf_sha256(text, strlen(text), d);
     rf_hex(d, 32, want);
     assert_string_equal(jstr(j, "sha256"), want);
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    write_text(p, "{\"first\": 1, \"recordings_list\": \"/elsewhere/list.csv\"}\n");
+    cJSON *jm = rf_cert_file_json(dir, &e);
+    assert_non_null(jm);
+    assert_string_equal(jstr(jm, "sha256"), want);
+    assert_string_not_equal(jstr(jm, "files.0.sha256"), ha); /* listed with its own new digest */
+    cJSON_Delete(jm);
+    snprintf(p, sizeof p, "%s/a.json", dir);
+    write_text(p, "{\"first\": 1}\n");
+    /* without .npy files every regular file is in it */
+    char dir0[300];
+    snprintf(dir0, sizeof dir0, "%s-nonpy", dir);
+    snprintf(cmd, sizeof cmd, "rm -rf %s && mkdir -p %s && cp %s/a.json %s/", dir0, dir0, dir, dir0);
+    assert_int_equal(system(cmd), 0);
+    cJSON *j0 = rf_cert_file_json(dir0, &e);
+    assert_non_null(j0);
+    char want0[65];
+    snprintf(text, sizeof text, "a.json %s\n", ha);
+    rf_sha256(text, strlen(text), d);
+    rf_hex(d, 32, want0);
+    assert_string_equal(jstr(j0, "sha256"), want0);
+    cJSON_Delete(j0);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir0);
+    assert_int_equal(system(cmd), 0);
     assert_string_equal(jstr(j, "files.0.name"), "a.json");
     assert_string_equal(jstr(j, "files.0.sha256"), ha);
     /* a changed file changes the digest; a renamed directory does not */

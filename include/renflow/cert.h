@@ -182,8 +182,13 @@ int rf_cert_rate(struct cJSON *cert, const char *reference, rf_err *e);
 /* {library, version, compiler, c_standard, flags{...}, openblas, cpu_model, logical_cpus,
  * kernel, created (UTC ISO 8601)} */
 struct cJSON *rf_cert_environment_json(void);
-/* {path, kind: "file" | "directory", sha256 | files: [{name, sha256, bytes}], bytes}; NULL path:
- * NULL. Errors name the path. */
+/* {path, kind: "file" | "directory", sha256, bytes; a directory also files: [{name, sha256,
+ * bytes}] and sha256_of}; NULL path: NULL. Errors name the path. A directory's sha256 is that of
+ * the lines "NAME SHA256\n" (sorted by name) of its .npy files when it has any (the data: the same
+ * arrays prepared in another place give the same digest, whatever their manifest records), else
+ * of all its regular files. */
 struct cJSON *rf_cert_file_json(const char *path, rf_err *e);
+/* 1 when a file name ends in ".npy" (the data files of a directory's digest). */
+int rf_cert_is_npy_name(const char *name);
 
 #endif

@@ -335,13 +335,18 @@ int lbl_data_sha(const cJSON *cert, char hex[65], int *combined) {
     if (!cJSON_IsArray(files) || cJSON_GetArraySize(files) < 1) return 0;
     lbl_buf b = {0};
     const cJSON *it;
+    int any_npy = 0; /* the data files, as rf_cert_file_json digests them */
+    cJSON_ArrayForEach(it, files) {
+        const char *nm = lbl_str(it, "name");
+        any_npy |= nm && rf_cert_is_npy_name(nm);
+    }
     cJSON_ArrayForEach(it, files) {
         const char *nm = lbl_str(it, "name"), *h = lbl_str(it, "sha256");
         if (!nm || !is_hex64(h)) {
             lbl_buf_free(&b);
             return 0;
         }
-        lbl_buf_printf(&b, "%s %s\n", nm, h);
+        if (!any_npy || rf_cert_is_npy_name(nm)) lbl_buf_printf(&b, "%s %s\n", nm, h);
     }
     if (b.oom || !b.s) {
         lbl_buf_free(&b);

@@ -113,6 +113,11 @@ cJSON *rf_cert_environment_json(void) {
 
 static int cmp_name(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
+int rf_cert_is_npy_name(const char *name) {
+    const size_t n = strlen(name);
+    return n > 4 && !strcmp(name + n - 4, ".npy");
+}
+
 cJSON *rf_cert_file_json(const char *path, rf_err *e) {
     if (!path) return NULL;
     struct stat st;
@@ -150,9 +155,14 @@ cJSON *rf_cert_file_json(const char *path, rf_err *e) {
         cJSON *fs = cJSON_AddArrayToObject(j, "files");
         double total = 0;
         int rc = RF_OK;
-        /* the directory's digest: SHA-256 over the lines "NAME SHA256\n" of its regular files,
-         * sorted by name (bytewise), the same text the label and compare code hash when a
-         * certificate lists only the files */
+        /* the directory's digest: SHA-256 over the lines "NAME SHA256\n" of its data files, sorted
+         * by name (bytewise), the same text the label and compare code hash when a certificate
+         * lists only the files. Data files: the .npy arrays when there are any (a prepared EEG
+         * directory: windows, labels, subjects; its manifest.json records where the recordings
+         * were read from, so the same data prepared elsewhere would otherwise get another
+         * digest), else every regular file. */
+        int any_npy = 0;
+        for (int i = 0; i < nn; i++) any_npy |= names[i] && rf_cert_is_npy_name(names[i]);
         EVP_MD_CTX *md = EVP_MD_CTX_new();
         if (!md || EVP_DigestInit_ex(md, EVP_sha256(), NULL) != 1) rc = rf_err_set(e, RF_ENOMEM, "%s: SHA-256 init failed", path);
         for (int i = 0; i < nn; i++) {
@@ -168,6 +178,7 @@ cJSON *rf_cert_file_json(const char *path, rf_err *e) {
             cJSON_AddNumberToObject(o, "bytes", (double)s2.st_size);
             cJSON_AddItemToArray(fs, o);
             total += (double)s2.st_size;
+            if (any_npy && !rf_cert_is_npy_name(names[i])) continue;
             if (EVP_DigestUpdate(md, names[i], strlen(names[i])) != 1 || EVP_DigestUpdate(md, " ", 1) != 1 ||
                 EVP_DigestUpdate(md, hex, 64) != 1 || EVP_DigestUpdate(md, "\n", 1) != 1)
                 rc = rf_err_set(e, RF_ENOMEM, "%s: SHA-256 update failed", path);
@@ -185,7 +196,10 @@ cJSON *rf_cert_file_json(const char *path, rf_err *e) {
         cJSON_AddNumberToObject(j, "bytes", total);
         rf_hex(dg, 32, hex);
         cJSON_AddStringToObject(j, "sha256", hex);
-        cJSON_AddStringToObject(j, "sha256_of", "the lines \"NAME SHA256\\n\" of the directory's regular files, sorted by name");
+        cJSON_AddStringToObject(j, "sha256_of",
+                                any_npy ? "the lines \"NAME SHA256\\n\" of the directory's .npy files (the data arrays), "
+                                          "sorted by name; other files are listed but not in the digest"
+                                        : "the lines \"NAME SHA256\\n\" of the directory's regular files, sorted by name");
         return j;
     }
     cJSON_AddStringToObject(j, "kind", "file");
