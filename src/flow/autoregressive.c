@@ -60,15 +60,17 @@ static void ar_forward(const rf_layer *l, const float *p, int n, const float *x,
     float *th = cache ? cache : scratch, *mc = th + (size_t)n * D * nt;
     if (cache) rf_made_forward(a->made, p, n, x, th, mc);
     else rf_made_forward_infer(a->made, p, n, x, th, mc);
-    /* all coordinates at once: vectorised exp/tanh (affine), the softmax exps of many
-     * coordinates in one loop (spline); see xform.h */
+    /* all coordinates at once: vectorised exp/tanh (affine), vectorised across coordinates
+     * (spline; for training into the blocked cache of rf_rqs_forward_rows_t); see xform.h */
     float *ldv = cache ? scratch : scratch + ar_cache_base(l, n);
     const size_t m = (size_t)n * D;
     if (a->xf.kind == RF_XFORM_AFFINE)
         ar_affine_fwd(&a->xf, m, th, x, y, ldv, cache != NULL);
+    else if (cache)
+        rf_rqs_forward_rows_t(a->xf.bins, a->xf.bound, m, th, x, y, ldv,
+                              rf_xform_cache_at(cache + ar_cache_base(l, n)));
     else
-        rf_rqs_forward_rows(a->xf.bins, a->xf.bound, m, th, x, y, ldv,
-                            cache ? rf_xform_cache_at(cache + ar_cache_base(l, n)) : NULL);
+        rf_rqs_forward_rows(a->xf.bins, a->xf.bound, m, th, x, y, ldv, NULL);
     for (int i = 0; i < n; i++) {
         double ld = 0;
         for (int j = 0; j < D; j++) ld += ldv[(size_t)i * D + j];
@@ -116,15 +118,16 @@ static void ar_backward(const rf_layer *l, const float *p, int n, const float *x
     const int D = l->dim, nt = a->nt;
     const float *th = cache, *mc = th + (size_t)n * D * nt;
     float *dth = scratch, *dxm = dth + (size_t)n * D * nt, *ms = dxm + (size_t)n * D;
-    const int affine = a->xf.kind == RF_XFORM_AFFINE, cd = rf_xform_cache_doubles(&a->xf);
-    const double *sc = affine ? NULL : rf_xform_cache_at(cache + ar_cache_base(l, n));
-    for (int i = 0; i < n; i++)
-        for (int j = 0; j < D; j++) {
-            const size_t k = (size_t)i * D + j;
-            dx[k] = affine ? rf_xform_affine_backward_c(&a->xf, th + k * nt, x[k], dy[k], dlogdet[i], dth + k * nt)
-                           : rf_rqs_backward_c(a->xf.bins, a->xf.bound, x[k], dy[k], dlogdet[i], dth + k * nt,
-                                               sc + k * cd);
-        }
+    if (a->xf.kind == RF_XFORM_AFFINE) {
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < D; j++) {
+                const size_t k = (size_t)i * D + j;
+                dx[k] = rf_xform_affine_backward_c(&a->xf, th + k * nt, x[k], dy[k], dlogdet[i], dth + k * nt);
+            }
+    } else { /* the spline, vectorised across coordinates */
+        rf_rqs_backward_rows(a->xf.bins, a->xf.bound, (size_t)n * D,
+                             rf_xform_cache_at(cache + ar_cache_base(l, n)), x, dy, dlogdet, (size_t)D, dx, dth);
+    }
     rf_made_backward(a->made, p, n, x, dth, dxm, dp, mc, ms);
     for (size_t k = 0; k < (size_t)n * D; k++) dx[k] += dxm[k];
 }

@@ -41,10 +41,11 @@ static size_t cp_cache(const rf_layer *l, int n) {
 }
 
 /* Scratch: room for x_a, theta and the conditioner's cache (inference), then dtheta, dx_a and
- * the conditioner's backward scratch. */
+ * the conditioner's backward scratch, and (spline) x_b, dy_b and dx_b gathered for the backward. */
 static size_t cp_scratch(const rf_layer *l, int n) {
     const coupling_impl *c = CI(l);
-    const size_t bwd = (size_t)n * c->db * c->nt + (size_t)n * c->da + rf_mlp_scratch_floats(c->mlp, n);
+    const size_t bwd = (size_t)n * c->db * c->nt + (size_t)n * c->da + rf_mlp_scratch_floats(c->mlp, n) +
+                       (c->xf.kind == RF_XFORM_RQS ? 3 * (size_t)n * c->db : 0);
     const size_t blk = 3 * (size_t)n * c->db; /* affine: x_b, y_b and log-det terms, gathered */
     return cp_cache_base(l, n) + (bwd > blk ? bwd : blk);
 }
@@ -70,8 +71,8 @@ static void gather(int n, int D, const float *x, int k, const int *idx, float *o
 }
 
 /* The transform of all rows at once, through gathered copies of the transformed coordinates
- * (affine: vectorised exp/tanh; spline: the softmax exps of many coordinates in one loop, see
- * xform.h); `inv` selects the inverse, sc (spline, training) receives the per-coordinate caches,
+ * (affine: vectorised exp/tanh; spline: vectorised across coordinates, see xform.h); `inv`
+ * selects the inverse, sc (spline, training) receives the blocked cache (rf_rqs_forward_rows_t),
  * keep (affine, training) replaces theta by what the backward needs. The ld terms are summed per
  * row in coordinate order, as the element-wise path does. tmp: 3 n db floats. */
 static void cp_rows(const coupling_impl *c, int D, int n, float *th, const float *in, float *out,
@@ -85,7 +86,8 @@ static void cp_rows(const coupling_impl *c, int D, int n, float *th, const float
     } else if (inv) {
         rf_rqs_inverse_rows(c->xf.bins, c->xf.bound, m, th, a, b, ld);
     } else {
-        rf_rqs_forward_rows(c->xf.bins, c->xf.bound, m, th, a, b, ld, sc);
+        if (sc) rf_rqs_forward_rows_t(c->xf.bins, c->xf.bound, m, th, a, b, ld, sc);
+        else rf_rqs_forward_rows(c->xf.bins, c->xf.bound, m, th, a, b, ld, NULL);
     }
     for (int i = 0; i < n; i++) {
         const float *xi = in + (size_t)i * D, *bi = b + (size_t)i * c->db, *li = ld + (size_t)i * c->db;
@@ -139,18 +141,25 @@ static void cp_backward(const rf_layer *l, const float *p, int n, const float *x
     const float *xa = cache, *th = xa + (size_t)n * c->da;
     const float *mc = th + (size_t)n * c->db * nt;
     float *dth = scratch, *dxa = dth + (size_t)n * c->db * nt, *ms = dxa + (size_t)n * c->da;
-    const int affine = c->xf.kind == RF_XFORM_AFFINE, cd = rf_xform_cache_doubles(&c->xf);
-    const double *sc = affine ? NULL : rf_xform_cache_at(cache + cp_cache_base(l, n));
-    for (int i = 0; i < n; i++) {
-        const float *xi = x + (size_t)i * D, *dyi = dy + (size_t)i * D;
-        float *dxi = dx + (size_t)i * D;
-        for (int j = 0; j < c->db; j++) {
-            const size_t e = (size_t)i * c->db + j, k = e * nt;
-            const int b = c->ib[j];
-            dxi[b] = affine ? rf_xform_affine_backward_c(&c->xf, th + k, xi[b], dyi[b], dlogdet[i], dth + k)
-                            : rf_rqs_backward_c(c->xf.bins, c->xf.bound, xi[b], dyi[b], dlogdet[i], dth + k,
-                                                sc + e * cd);
+    if (c->xf.kind == RF_XFORM_AFFINE) {
+        for (int i = 0; i < n; i++) {
+            const float *xi = x + (size_t)i * D, *dyi = dy + (size_t)i * D;
+            float *dxi = dx + (size_t)i * D;
+            for (int j = 0; j < c->db; j++) {
+                const size_t k = ((size_t)i * c->db + j) * nt;
+                const int b = c->ib[j];
+                dxi[b] = rf_xform_affine_backward_c(&c->xf, th + k, xi[b], dyi[b], dlogdet[i], dth + k);
+            }
         }
+    } else { /* the spline, vectorised across coordinates, from gathered x_b and dy_b */
+        const size_t m = (size_t)n * c->db;
+        const double *sc = rf_xform_cache_at(cache + cp_cache_base(l, n));
+        float *xb = ms + rf_mlp_scratch_floats(c->mlp, n), *gyb = xb + m, *gxb = gyb + m;
+        gather(n, D, x, c->db, c->ib, xb);
+        gather(n, D, dy, c->db, c->ib, gyb);
+        rf_rqs_backward_rows(c->xf.bins, c->xf.bound, m, sc, xb, gyb, dlogdet, (size_t)c->db, gxb, dth);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j < c->db; j++) dx[(size_t)i * D + c->ib[j]] = gxb[(size_t)i * c->db + j];
     }
     rf_mlp_backward(c->mlp, p, n, xa, dth, dxa, dp, mc, ms);
     for (int i = 0; i < n; i++)

@@ -208,11 +208,29 @@ float rf_rqs_backward_c(int K, float bound, float x, float gy, float gld, float 
 
 /* m coordinates at once: theta (m x (3K-1)), x, y, logdet (m each, contiguous), and, for
  * training, c (m caches as above, or NULL). Bit-identical to the element-wise calls, faster
- * (the softmax exps of many coordinates are computed in one vectorised loop). */
+ * (RF_RQS_LANES coordinates at a time in structure-of-arrays form, vectorised across them). */
 void rf_rqs_forward_rows(int K, float bound, size_t m, const float *theta, const float *x, float *y,
                          float *logdet, double *c);
 void rf_rqs_inverse_rows(int K, float bound, size_t m, const float *theta, const float *y, float *x,
                          float *logdet);
+
+/* Coordinates per block of the blocked training cache (and lanes of the vectorised kernel). */
+#define RF_RQS_LANES 16
+
+/* Doubles of blocked training cache for m coordinates: the per-coordinate fields above, for
+ * RF_RQS_LANES coordinates at a time, field by field (so m is rounded up to a whole block). */
+static inline size_t rf_rqs_block_cache_doubles(int K, size_t m) {
+    return (size_t)rf_rqs_cache_doubles(K) * ((m + RF_RQS_LANES - 1) / RF_RQS_LANES * RF_RQS_LANES);
+}
+
+/* Training forward of m coordinates into a blocked cache cb (rf_rqs_block_cache_doubles), and
+ * its backward: the gradient of sum_e gy[e] y[e] + gld[e / per] logdet[e] with respect to x (gx,
+ * m values) and theta (dtheta, m x (3K-1)). Both bit-identical to rf_rqs_forward /
+ * rf_rqs_backward element by element, and vectorised across coordinates. */
+void rf_rqs_forward_rows_t(int K, float bound, size_t m, const float *theta, const float *x, float *y,
+                           float *logdet, double *cb);
+void rf_rqs_backward_rows(int K, float bound, size_t m, const double *cb, const float *x,
+                          const float *gy, const float *gld, size_t per, float *gx, float *dtheta);
 
 /* Doubles of training cache per coordinate (0 for the affine transform, which keeps its two
  * values in place of theta). */
@@ -220,10 +238,10 @@ static inline int rf_xform_cache_doubles(const rf_xform *t) {
     return t->kind == RF_XFORM_RQS ? rf_rqs_cache_doubles(t->bins) : 0;
 }
 
-/* Floats to reserve for m such caches, including room to align them to 8 bytes. */
+/* Floats to reserve for m such caches, element-wise or blocked, including room to align them to
+ * 8 bytes. */
 static inline size_t rf_xform_cache_floats(const rf_xform *t, size_t m) {
-    const size_t d = (size_t)rf_xform_cache_doubles(t);
-    return d ? 2 * d * m + 1 : 0;
+    return t->kind == RF_XFORM_RQS ? 2 * rf_rqs_block_cache_doubles(t->bins, m) + 1 : 0;
 }
 
 /* The 8-byte aligned start of such a region beginning at p. */
