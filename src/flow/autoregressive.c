@@ -40,9 +40,42 @@ static size_t ar_scratch(const rf_layer *l, int n) {
 }
 
 /* The vectorised affine blocks of xform.h, compiled for wider vectors too (RF_XFORM_CLONES). */
-RF_XFORM_CLONES static void ar_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x,
+RF_XFORM_CLONES RF_XFORM_FLATTEN static void ar_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x,
                                           float *y, float *ld, int keep) {
     rf_xform_affine_block(t, m, th, x, y, ld, keep);
+}
+
+/* Backward of the affine transform for n rows of D coordinates from the cached (tanh, exp(s))
+ * pairs: the arithmetic of rf_xform_affine_backward_c, vectorised across a row's coordinates. */
+RF_XFORM_CLONES static void ar_affine_bwd(float clamp, int n, int D, const float *restrict c,
+                                          const float *restrict x, const float *restrict dy,
+                                          const float *restrict dlogdet, float *restrict dx,
+                                          float *restrict dth) {
+    for (int i = 0; i < n; i++) {
+        const size_t o = (size_t)i * D;
+        const float gld = dlogdet[i];
+        const float *ci = c + 2 * o, *xi = x + o, *gi = dy + o;
+        float *di = dx + o, *ti = dth + 2 * o;
+        if (clamp > 0) {
+#pragma omp simd
+            for (int j = 0; j < D; j++) {
+                const float es = ci[2 * j + 1], gy = gi[j], h = ci[2 * j];
+                const float ds = gy * xi[j] * es + gld;
+                ti[2 * j] = ds * (1.0f - h * h);
+                ti[2 * j + 1] = gy;
+                di[j] = gy * es;
+            }
+        } else {
+#pragma omp simd
+            for (int j = 0; j < D; j++) {
+                const float es = ci[2 * j + 1], gy = gi[j];
+                const float ds = gy * xi[j] * es + gld;
+                ti[2 * j] = ds * 1.0f;
+                ti[2 * j + 1] = gy;
+                di[j] = gy * es;
+            }
+        }
+    }
 }
 
 static void ar_init(const rf_layer *l, float *p, rf_rng *rng) {
@@ -119,11 +152,7 @@ static void ar_backward(const rf_layer *l, const float *p, int n, const float *x
     const float *th = cache, *mc = th + (size_t)n * D * nt;
     float *dth = scratch, *dxm = dth + (size_t)n * D * nt, *ms = dxm + (size_t)n * D;
     if (a->xf.kind == RF_XFORM_AFFINE) {
-        for (int i = 0; i < n; i++)
-            for (int j = 0; j < D; j++) {
-                const size_t k = (size_t)i * D + j;
-                dx[k] = rf_xform_affine_backward_c(&a->xf, th + k * nt, x[k], dy[k], dlogdet[i], dth + k * nt);
-            }
+        ar_affine_bwd(a->xf.clamp, n, D, th, x, dy, dlogdet, dx, dth);
     } else { /* the spline, vectorised across coordinates */
         rf_rqs_backward_rows(a->xf.bins, a->xf.bound, (size_t)n * D,
                              rf_xform_cache_at(cache + ar_cache_base(l, n)), x, dy, dlogdet, (size_t)D, dx, dth);

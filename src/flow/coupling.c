@@ -51,12 +51,12 @@ static size_t cp_scratch(const rf_layer *l, int n) {
 }
 
 /* The vectorised affine blocks of xform.h, compiled for wider vectors too (RF_XFORM_CLONES). */
-RF_XFORM_CLONES static void cp_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x,
+RF_XFORM_CLONES RF_XFORM_FLATTEN static void cp_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x,
                                           float *y, float *ld, int keep) {
     rf_xform_affine_block(t, m, th, x, y, ld, keep);
 }
 
-RF_XFORM_CLONES static void cp_affine_inv(const rf_xform *t, size_t m, const float *th,
+RF_XFORM_CLONES RF_XFORM_FLATTEN static void cp_affine_inv(const rf_xform *t, size_t m, const float *th,
                                           const float *y, float *x, float *ld) {
     rf_xform_affine_inv_block(t, m, th, y, x, ld);
 }

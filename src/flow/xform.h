@@ -120,6 +120,13 @@ static inline float rf_xform_backward(const rf_xform *t, const float *theta, flo
 #else
 #define RF_XFORM_CLONES
 #endif
+/* For a RF_XFORM_CLONES wrapper of the inline blocks below: without it GCC may keep the block out
+ * of line, compiled for the baseline ISA only, and every clone just calls it. */
+#if defined(__GNUC__)
+#define RF_XFORM_FLATTEN __attribute__((flatten))
+#else
+#define RF_XFORM_FLATTEN
+#endif
 
 /* The affine transform of m coordinates at once: theta = m pairs (raw, t), x, y and ld (m
  * values each). With keep, theta is replaced by (tanh(raw / clamp), exp(s)) pairs for the

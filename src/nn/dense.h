@@ -45,6 +45,17 @@ RF_NN_INTERNAL size_t rf_dense_scratch_floats(const rf_mlp_cfg *c, int n);
  * NULL). Masked weights, all biases and the whole last layer are set to 0. */
 RF_NN_INTERNAL void rf_dense_init(const rf_mlp_cfg *c, float *params, rf_rng *rng,
                                   const uint8_t *mask);
+/* Optional structure of the last layer (MADE): its output rows in n consecutive bands, band g
+ * covering rows [row[g], row[g + 1]) (row[0] = 0, row[n] = n_out) whose weights are exactly zero
+ * outside input columns [0, k[g]). The passes then multiply only those leading columns (k[g] = 0:
+ * the band is its bias). NULL: one band, all columns. */
+#define RF_DENSE_MAX_BANDS 16
+typedef struct rf_dense_bands {
+    int n;
+    int row[RF_DENSE_MAX_BANDS + 1];
+    int k[RF_DENSE_MAX_BANDS];
+} rf_dense_bands;
+
 /* need_grad = 0: only the output is wanted (no backward follows), so the derivative half of the
  * cache is not written. */
 RF_NN_INTERNAL void rf_dense_forward(const rf_mlp_cfg *c, const float *params, int n,
@@ -52,5 +63,14 @@ RF_NN_INTERNAL void rf_dense_forward(const rf_mlp_cfg *c, const float *params, i
 RF_NN_INTERNAL void rf_dense_backward(const rf_mlp_cfg *c, const float *params, int n,
                                       const float *x, const float *dout, float *dx,
                                       float *dparams, const float *cache, float *scratch);
+/* The same with the last layer in bands (b may be NULL). Free weights get the same gradient;
+ * weights outside a band's columns are neither read nor written (dparams keeps its value there). */
+RF_NN_INTERNAL void rf_dense_forward_b(const rf_mlp_cfg *c, const rf_dense_bands *b,
+                                       const float *params, int n, const float *x, float *out,
+                                       float *cache, int need_grad);
+RF_NN_INTERNAL void rf_dense_backward_b(const rf_mlp_cfg *c, const rf_dense_bands *b,
+                                        const float *params, int n, const float *x,
+                                        const float *dout, float *dx, float *dparams,
+                                        const float *cache, float *scratch);
 
 #endif

@@ -18,8 +18,42 @@ struct rf_made {
     rf_made_cfg cfg;
     rf_mlp_cfg net; /* D -> hidden x n_hidden -> D * P */
     size_t n_params;
+    rf_dense_bands bands; /* the output layer's nonzero leading columns, block by block */
+    int banded;           /* whether the passes use bands (they save enough multiplications) */
     uint8_t mask[]; /* one per parameter: 1 free, 0 held at zero (biases are always free) */
 };
+
+/* Output block i (rows i*P .. i*P + P - 1) reads hidden units k with m(k) <= i only: for
+ * hidden <= D - 1, the leading i columns of the output weights. Bands group consecutive blocks
+ * by that column count rounded up to BAND_ALIGN (a whole vector of floats per GEMM row, masked
+ * weights inside a band are zeros); bands are used when they skip at least a tenth of the
+ * output layer's multiplications. */
+#define BAND_ALIGN 16
+
+static void made_bands(rf_made *m) {
+    const rf_dense_layer L = rf_dense_layer_at(&m->net, m->net.n_hidden);
+    const int P = m->cfg.P, D = m->cfg.D, H = L.in;
+    rf_dense_bands *b = &m->bands;
+    b->n = 0;
+    m->banded = 0;
+    size_t used = 0;
+    for (int i = 0; i < D; i++) {
+        const uint8_t *row = m->mask + L.w + (size_t)i * P * H;
+        int k = 0;
+        for (int c = 0; c < H; c++)
+            if (row[c]) k = c + 1;
+        k = (k + BAND_ALIGN - 1) / BAND_ALIGN * BAND_ALIGN;
+        if (k > H) k = H;
+        if (b->n == 0 || b->k[b->n - 1] != k) {
+            if (b->n == RF_DENSE_MAX_BANDS) return;
+            b->row[b->n] = i * P;
+            b->k[b->n++] = k;
+        }
+        b->row[b->n] = (i + 1) * P;
+        used += (size_t)k;
+    }
+    m->banded = used * 10 <= (size_t)D * H * 9;
+}
 
 static int hidden_degree(int D, int k) { return 1 + k % (D > 1 ? D - 1 : 1); }
 
@@ -57,6 +91,7 @@ rf_made *rf_made_create(const rf_made_cfg *cfg, rf_err *e) {
                 m->mask[L.w + (size_t)r * L.in + k] = (uint8_t)connected(m, l, r, k);
         memset(m->mask + L.b, 1, (size_t)L.out);
     }
+    made_bands(m);
     return m;
 }
 
@@ -81,12 +116,12 @@ size_t rf_made_scratch_floats(const rf_made *m, int n) {
 
 void rf_made_forward(const rf_made *m, const float *params, int n, const float *x, float *out,
                      float *cache) {
-    rf_dense_forward(&m->net, params, n, x, out, cache, 1);
+    rf_dense_forward_b(&m->net, m->banded ? &m->bands : NULL, params, n, x, out, cache, 1);
 }
 
 void rf_made_forward_infer(const rf_made *m, const float *params, int n, const float *x,
                            float *out, float *cache) {
-    rf_dense_forward(&m->net, params, n, x, out, cache, 0);
+    rf_dense_forward_b(&m->net, m->banded ? &m->bands : NULL, params, n, x, out, cache, 0);
 }
 
 /* Free entries accumulate as in the dense network; masked entries are written as 0 (their
@@ -94,6 +129,7 @@ void rf_made_forward_infer(const rf_made *m, const float *params, int n, const f
 void rf_made_backward(const rf_made *m, const float *params, int n, const float *x,
                       const float *dout, float *dx, float *dparams, const float *cache,
                       float *scratch) {
-    rf_dense_backward(&m->net, params, n, x, dout, dx, dparams, cache, scratch);
+    rf_dense_backward_b(&m->net, m->banded ? &m->bands : NULL, params, n, x, dout, dx, dparams,
+                        cache, scratch);
     rf_made_project(m, dparams);
 }

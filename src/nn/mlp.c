@@ -75,6 +75,21 @@ static void affine_forward(const rf_dense_layer *L, const float *p, int n, const
     rf_gemm(0, 1, n, L->out, L->in, 1.0f, in, L->in, p + L->w, L->in, 1.0f, z, L->out);
 }
 
+/* The last layer's z = in W^T + b, band by band (b non-NULL): each band's GEMM reads only its
+ * leading k columns of W and of in. */
+static void banded_forward(const rf_dense_layer *L, const rf_dense_bands *b, const float *p, int n,
+                           const float *in, float *z) {
+    const float *bias = p + L->b;
+    const size_t out = (size_t)L->out;
+    for (int i = 0; i < n; i++) memcpy(z + (size_t)i * out, bias, sizeof(float) * out);
+    for (int g = 0; g < b->n; g++) {
+        const int r0 = b->row[g], rows = b->row[g + 1] - r0;
+        if (b->k[g] > 0)
+            rf_gemm(0, 1, n, rows, b->k[g], 1.0f, in, L->in, p + L->w + (size_t)r0 * L->in, L->in,
+                    1.0f, z + r0, L->out);
+    }
+}
+
 /* One pass over a hidden layer's pre-activations, in place: h holds z on entry and
  * act(z) (+ prev, residual) on exit; A, when non-NULL, receives act'(z), so that the backward
  * pass needs no transcendental function. Plain ReLU needs no A: its derivative is [h > 0]. */
@@ -158,6 +173,11 @@ static int keeps_deriv(const rf_mlp_cfg *c, int l) {
 
 void rf_dense_forward(const rf_mlp_cfg *c, const float *params, int n, const float *x,
                       float *out, float *cache, int need_grad) {
+    rf_dense_forward_b(c, NULL, params, n, x, out, cache, need_grad);
+}
+
+void rf_dense_forward_b(const rf_mlp_cfg *c, const rf_dense_bands *b, const float *params, int n,
+                        const float *x, float *out, float *cache, int need_grad) {
     const size_t nh = (size_t)(n > 0 ? n : 0) * (size_t)c->hidden;
     const float *in = x;
     for (int l = 0; l < c->n_hidden; l++) {
@@ -169,7 +189,8 @@ void rf_dense_forward(const rf_mlp_cfg *c, const float *params, int n, const flo
         in = h;
     }
     const rf_dense_layer last = rf_dense_layer_at(c, c->n_hidden);
-    affine_forward(&last, params, n, in, out);
+    if (b) banded_forward(&last, b, params, n, in, out);
+    else affine_forward(&last, params, n, in, out);
 }
 
 /* Reverse pass: dh holds dL/dh_l, dz = dh * act'(z_l); per layer dW += dz^T in, db += column
@@ -178,21 +199,53 @@ void rf_dense_forward(const rf_mlp_cfg *c, const float *params, int n, const flo
 void rf_dense_backward(const rf_mlp_cfg *c, const float *params, int n, const float *x,
                        const float *dout, float *dx, float *dparams, const float *cache,
                        float *scratch) {
+    rf_dense_backward_b(c, NULL, params, n, x, dout, dx, dparams, cache, scratch);
+}
+
+void rf_dense_backward_b(const rf_mlp_cfg *c, const rf_dense_bands *b, const float *params, int n,
+                         const float *x, const float *dout, float *dx, float *dparams,
+                         const float *cache, float *scratch) {
     const size_t nh = (size_t)(n > 0 ? n : 0) * (size_t)c->hidden;
     const int H = c->hidden;
     float *dh = scratch, *dz = scratch + nh;
     const rf_dense_layer last = rf_dense_layer_at(c, c->n_hidden);
     const float *h_last = cache + (2 * (size_t)c->n_hidden - 1) * nh;
-    rf_gemm(1, 0, last.out, last.in, n, 1.0f, dout, last.out, h_last, last.in, 1.0f,
-            dparams + last.w, last.in);
+    if (!b) {
+        rf_gemm(1, 0, last.out, last.in, n, 1.0f, dout, last.out, h_last, last.in, 1.0f,
+                dparams + last.w, last.in);
+    } else {
+        for (int g = 0; g < b->n; g++) {
+            const int r0 = b->row[g], rows = b->row[g + 1] - r0;
+            if (b->k[g] > 0)
+                rf_gemm(1, 0, rows, b->k[g], n, 1.0f, dout + r0, last.out, h_last, last.in, 1.0f,
+                        dparams + last.w + (size_t)r0 * last.in, last.in);
+        }
+    }
     float *db = dparams + last.b;
     for (int i = 0; i < n; i++) {
         const float *row = dout + (size_t)i * last.out;
 #pragma omp simd
         for (int j = 0; j < last.out; j++) db[j] += row[j];
     }
-    rf_gemm(0, 0, n, last.in, last.out, 1.0f, dout, last.out, params + last.w, last.in, 0.0f, dh,
-            last.in);
+    if (!b) {
+        rf_gemm(0, 0, n, last.in, last.out, 1.0f, dout, last.out, params + last.w, last.in, 0.0f,
+                dh, last.in);
+    } else {
+        /* dh = sum over bands of dout[:, band] W[band, :k]: a full-width band first (beta = 0),
+         * or dh zeroed when there is none */
+        int first = -1;
+        for (int g = 0; g < b->n && first < 0; g++)
+            if (b->k[g] == last.in) first = g;
+        if (first < 0) memset(dh, 0, sizeof(float) * nh);
+        for (int t = -1; t < b->n; t++) {
+            const int g = t < 0 ? first : t;
+            if (g < 0 || (t >= 0 && g == first) || b->k[g] <= 0) continue;
+            const int r0 = b->row[g], rows = b->row[g + 1] - r0;
+            rf_gemm(0, 0, n, b->k[g], rows, 1.0f, dout + r0, last.out,
+                    params + last.w + (size_t)r0 * last.in, last.in, t < 0 ? 0.0f : 1.0f, dh,
+                    last.in);
+        }
+    }
     for (int l = c->n_hidden - 1; l >= 0; l--) {
         const rf_dense_layer L = rf_dense_layer_at(c, l);
         const float *A = cache + 2 * (size_t)l * nh, *h = A + nh;

@@ -256,12 +256,12 @@ static void mix_theta(const mix_impl *c, const float *p, int n, const float *xa,
 }
 
 /* The affine blocks of xform.h, compiled for wider vectors too (as in coupling.c). */
-RF_XFORM_CLONES static void mx_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x, float *y, float *ld,
+RF_XFORM_CLONES RF_XFORM_FLATTEN static void mx_affine_fwd(const rf_xform *t, size_t m, float *th, const float *x, float *y, float *ld,
                                           int keep) {
     rf_xform_affine_block(t, m, th, x, y, ld, keep);
 }
 
-RF_XFORM_CLONES static void mx_affine_inv(const rf_xform *t, size_t m, const float *th, const float *y, float *x,
+RF_XFORM_CLONES RF_XFORM_FLATTEN static void mx_affine_inv(const rf_xform *t, size_t m, const float *th, const float *y, float *x,
                                           float *ld) {
     rf_xform_affine_inv_block(t, m, th, y, x, ld);
 }
