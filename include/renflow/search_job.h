@@ -180,6 +180,13 @@ typedef int (*rf_search_report_fn)(void *rctx, long step, double value, rf_err *
 int rf_search_trial_train(const rf_search_job *j, const rf_trial *t, const char *study_path, const char *study_name,
                           rf_search_report_fn report, void *rctx, rf_eval_result *r, rf_flow **model, rf_err *e);
 
+/* The meta of a search's model (replacing what was there): what the train command records (data
+ * source, rows, input transform, class counts, standardisation, epochs, batch, lr, seed, date)
+ * and "search": study path and name, task fingerprint, trial, configuration, budget, values (and
+ * "morphs" when given). tc, t, values and morphs may be NULL. */
+void rf_search_set_meta(const rf_search_job *j, rf_flow *f, const char *study_path, const char *study_name,
+                        const rf_trial *t, const rf_train_cfg *tc, const double *values, const char *morphs);
+
 /* Trains and scores one flow as the objective does (used for the parent of a morph search).
  * values: n_metrics values; f is replaced by the trained flow. */
 int rf_search_train_eval(const rf_search_job *j, rf_flow *f, const rf_train_cfg *tc,

@@ -7,8 +7,9 @@
 #include <time.h>
 
 #include "cert_internal.h"
+#include "../core/json_util.h"
 
-cJSON *cert_num(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+cJSON *cert_num(double v) { return rf_json_num_or_null(v); }
 
 void cert_add_num(cJSON *o, const char *key, double v) { cJSON_AddItemToObject(o, key, cert_num(v)); }
 

@@ -48,3 +48,11 @@ int rf_json_get_int_array(const cJSON *j, const char *key, int n, int lo, int hi
 }
 
 cJSON *rf_json_int_array(const int *v, int n) { return cJSON_CreateIntArray(v, n); }
+
+cJSON *rf_json_num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
+
+cJSON *rf_json_num_array_or_null(const double *v, int n) {
+    cJSON *a = cJSON_CreateArray();
+    for (int i = 0; a && v && i < n; i++) cJSON_AddItemToArray(a, rf_json_num_or_null(v[i]));
+    return a;
+}

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "renflow/metrics.h"
+#include "../core/json_util.h"
 
 void rf_class_metrics_free(rf_class_metrics *m) {
     if (!m) return;
@@ -71,16 +72,15 @@ int rf_class_metrics_compute(const int *truth, const int *pred, int n, int C, rf
     return RF_OK;
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
 
 cJSON *rf_class_metrics_to_json(const rf_class_metrics *m, const char *const *names) {
     cJSON *j = cJSON_CreateObject();
     const int C = m->n_classes;
     cJSON_AddNumberToObject(j, "n", (double)m->n);
-    cJSON_AddItemToObject(j, "accuracy", num_or_null(m->accuracy));
-    cJSON_AddItemToObject(j, "balanced_accuracy", num_or_null(m->balanced_accuracy));
-    cJSON_AddItemToObject(j, "macro_f1", num_or_null(m->macro_f1));
-    cJSON_AddItemToObject(j, "kappa", num_or_null(m->kappa));
+    cJSON_AddItemToObject(j, "accuracy", rf_json_num_or_null(m->accuracy));
+    cJSON_AddItemToObject(j, "balanced_accuracy", rf_json_num_or_null(m->balanced_accuracy));
+    cJSON_AddItemToObject(j, "macro_f1", rf_json_num_or_null(m->macro_f1));
+    cJSON_AddItemToObject(j, "kappa", rf_json_num_or_null(m->kappa));
     cJSON *conf = cJSON_AddArrayToObject(j, "confusion");
     for (int c = 0; c < C; c++) {
         cJSON *row = cJSON_CreateArray();
@@ -92,9 +92,9 @@ cJSON *rf_class_metrics_to_json(const rf_class_metrics *m, const char *const *na
         cJSON *o = cJSON_CreateObject();
         if (names) cJSON_AddStringToObject(o, "class", names[c]);
         else cJSON_AddNumberToObject(o, "class", c);
-        cJSON_AddItemToObject(o, "recall", num_or_null(m->recall[c]));
-        cJSON_AddItemToObject(o, "precision", num_or_null(m->precision[c]));
-        cJSON_AddItemToObject(o, "f1", num_or_null(m->f1[c]));
+        cJSON_AddItemToObject(o, "recall", rf_json_num_or_null(m->recall[c]));
+        cJSON_AddItemToObject(o, "precision", rf_json_num_or_null(m->precision[c]));
+        cJSON_AddItemToObject(o, "f1", rf_json_num_or_null(m->f1[c]));
         cJSON_AddItemToArray(pc, o);
     }
     return j;

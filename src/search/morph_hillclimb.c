@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "renflow/morph.h"
+#include "../core/json_util.h"
 
 #define MORPH_TRIES 20 /* random draws per morphism before a child settles for fewer */
 
@@ -37,13 +38,12 @@ void rf_morph_hc_history_free(rf_morph_hc_history *h) {
     memset(h, 0, sizeof *h);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
 
 cJSON *rf_morph_hc_history_to_json(const rf_morph_hc_history *h) {
     cJSON *j = cJSON_CreateObject();
     if (!j) return NULL;
-    cJSON_AddItemToObject(j, "parent_val_nll", num_or_null(h->parent_val_nll));
-    cJSON_AddItemToObject(j, "best_val_nll", num_or_null(h->best_val_nll));
+    cJSON_AddItemToObject(j, "parent_val_nll", rf_json_num_or_null(h->parent_val_nll));
+    cJSON_AddItemToObject(j, "best_val_nll", rf_json_num_or_null(h->best_val_nll));
     cJSON_AddNumberToObject(j, "rounds_run", h->rounds_run);
     cJSON *a = cJSON_AddArrayToObject(j, "children");
     for (int i = 0; i < h->n && a; i++) {
@@ -54,8 +54,8 @@ cJSON *rf_morph_hc_history_to_json(const rf_morph_hc_history *h) {
         cJSON_AddNumberToObject(c, "child", x->child);
         cJSON_AddStringToObject(c, "morphs", x->morphs);
         cJSON_AddNumberToObject(c, "n_params", (double)x->n_params);
-        cJSON_AddItemToObject(c, "val_nll_before", num_or_null(x->val_nll_before));
-        cJSON_AddItemToObject(c, "val_nll", num_or_null(x->val_nll));
+        cJSON_AddItemToObject(c, "val_nll_before", rf_json_num_or_null(x->val_nll_before));
+        cJSON_AddItemToObject(c, "val_nll", rf_json_num_or_null(x->val_nll));
         cJSON_AddNumberToObject(c, "seconds", x->seconds);
         cJSON_AddStringToObject(c, "status", x->status ? rf_status_name(x->status) : "complete");
         if (x->status) cJSON_AddStringToObject(c, "error", x->error);

@@ -662,10 +662,13 @@ int rf_search_train_eval(const rf_search_job *j, rf_flow *f, const rf_train_cfg 
     return rf_search_score(j, f, res->best_val_nll, res->seconds, values, e);
 }
 
-/* The model's meta: what the train command records, plus the search's own entry. */
-static void set_meta(const rf_search_job *j, rf_flow *f, const char *study_path, const char *study_name,
-                     const rf_trial *t, const rf_train_cfg *tc, const double *values, const char *morphs) {
+void rf_search_set_meta(const rf_search_job *j, rf_flow *f, const char *study_path, const char *study_name,
+                        const rf_trial *t, const rf_train_cfg *tc, const double *values, const char *morphs) {
     const rf_search_task *task = j->task;
+    if (f->meta && !cJSON_IsObject(f->meta)) {
+        cJSON_Delete(f->meta);
+        f->meta = NULL;
+    }
     if (!f->meta) f->meta = cJSON_CreateObject();
     if (!f->meta) return;
     cJSON *m = f->meta;
@@ -796,7 +799,7 @@ int rf_search_trial_train(const rf_search_job *j, const rf_trial *t, const char 
             r->values[k] = values[k];
         }
         if (r->status == RF_TRIAL_COMPLETE && model) {
-            set_meta(j, f, study_path, study_name, t, &tc, values, NULL);
+            rf_search_set_meta(j, f, study_path, study_name, t, &tc, values, NULL);
             *model = f;
             f = NULL;
         }
@@ -970,7 +973,7 @@ static int record_flow(morph_ctx *m, const rf_flow *f, const rf_train_cfg *tc, d
     }
     if (!rc && !reason[0]) {
         rf_flow *g = (rf_flow *)f; /* the meta is ours to set (the hill climber frees or keeps the flow) */
-        set_meta(j, g, rf_study_path(m->st), rf_study_name(m->st), t, tc, values, morphs);
+        rf_search_set_meta(j, g, rf_study_path(m->st), rf_study_name(m->st), t, tc, values, morphs);
         rc = rf_search_keep_model(j, m->st, t, g, values, e);
         if (!rc) rc = rf_study_tell(m->st, t, RF_TRIAL_COMPLETE, values, j->n_metrics, NULL, e);
     } else if (!rc) {

@@ -16,6 +16,7 @@
 
 #include "renflow/features.h"
 #include "renflow/supernet.h"
+#include "../core/json_util.h"
 
 #define DARTS_MAX_BAD_STEPS 20
 
@@ -53,13 +54,6 @@ void rf_darts_result_free(rf_darts_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
-
-static cJSON *curve_json(const double *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && v && i < n; i++) cJSON_AddItemToArray(a, num_or_null(v[i]));
-    return a;
-}
 
 cJSON *rf_darts_result_to_json(const rf_darts_result *r, const rf_supernet *s) {
     cJSON *j = cJSON_CreateObject();
@@ -71,9 +65,9 @@ cJSON *rf_darts_result_to_json(const rf_darts_result *r, const rf_supernet *s) {
     cJSON_AddNumberToObject(j, "rows_per_sec", r->rows_per_sec);
     cJSON_AddBoolToObject(j, "interrupted", r->interrupted);
     cJSON_AddStringToObject(j, "order", "first");
-    cJSON_AddItemToObject(j, "train_loss", curve_json(r->train_curve, r->epochs_run));
-    cJSON_AddItemToObject(j, "val_loss", curve_json(r->val_curve, r->epochs_run));
-    cJSON_AddItemToObject(j, "val_nll", curve_json(r->val_nll_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "train_loss", rf_json_num_array_or_null(r->train_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "val_loss", rf_json_num_array_or_null(r->val_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "val_nll", rf_json_num_array_or_null(r->val_nll_curve, r->epochs_run));
     cJSON *w = cJSON_AddArrayToObject(j, "weights_per_epoch");
     for (int ep = 0; w && r->weights_curve && ep < r->epochs_run; ep++) {
         cJSON *eb = cJSON_CreateArray();
@@ -424,59 +418,15 @@ int rf_search_darts_config(const rf_space *sp, const rf_supernet *s, const int *
  * `key` ("darts" / "enas"). */
 static void search_meta(const rf_search_job *j, rf_flow *f, rf_study *st, const rf_trial *t, const rf_train_cfg *tc,
                         const double *values, const char *key, cJSON *info) {
-    const rf_search_task *task = j->task;
+    rf_search_set_meta(j, f, rf_study_path(st), rf_study_name(st), t, tc, values, NULL);
     cJSON *m = f->meta;
-    if (!m || !cJSON_IsObject(m)) {
-        cJSON_Delete(m);
-        m = f->meta = cJSON_CreateObject();
-    }
     if (!m) {
         cJSON_Delete(info);
         return;
     }
-    static const char *const replaced[] = {"train_data", "train_rows", "val_rows", "validation_by_subject", "input",
-                                           "class_counts", "search", "standardize", "epochs", "batch", "lr", "seed",
-                                           "created", NULL};
-    for (int k = 0; replaced[k]; k++) cJSON_DeleteItemFromObjectCaseSensitive(m, replaced[k]);
+    cJSON *s = cJSON_GetObjectItemCaseSensitive(m, "search");
+    if (s) cJSON_AddStringToObject(s, "strategy", key);
     cJSON_DeleteItemFromObjectCaseSensitive(m, key);
-    cJSON_AddStringToObject(m, "train_data", task->source);
-    cJSON_AddNumberToObject(m, "train_rows", task->train.n);
-    cJSON_AddNumberToObject(m, "val_rows", task->val.n);
-    cJSON_AddBoolToObject(m, "validation_by_subject", task->by_subject);
-    cJSON *in = rf_input_to_json(&task->input);
-    if (in) cJSON_AddItemToObject(m, "input", in);
-    if (task->kind == RF_TASK_CLASSIFY && task->ytrain && task->n_classes > 0) {
-        double *cnt = calloc((size_t)task->n_classes, sizeof *cnt);
-        for (int i = 0; cnt && i < task->train.n; i++)
-            if (task->ytrain[i] >= 0 && task->ytrain[i] < task->n_classes) cnt[task->ytrain[i]]++;
-        if (cnt) cJSON_AddItemToObject(m, "class_counts", cJSON_CreateDoubleArray(cnt, task->n_classes));
-        free(cnt);
-    }
-    cJSON_AddStringToObject(m, "standardize", tc->standardize == 2 ? "robust" : tc->standardize ? "zscore" : "none");
-    cJSON_AddNumberToObject(m, "epochs", tc->epochs);
-    cJSON_AddNumberToObject(m, "batch", tc->batch);
-    cJSON_AddNumberToObject(m, "lr", tc->lr);
-    char sd[32];
-    snprintf(sd, sizeof sd, "%llu", (unsigned long long)tc->seed);
-    cJSON_AddStringToObject(m, "seed", sd);
-    char date[32];
-    time_t now = time(NULL);
-    struct tm tmv;
-    gmtime_r(&now, &tmv);
-    strftime(date, sizeof date, "%Y-%m-%dT%H:%M:%SZ", &tmv);
-    cJSON_AddStringToObject(m, "created", date);
-    cJSON *s = cJSON_AddObjectToObject(m, "search");
-    if (s) {
-        cJSON_AddStringToObject(s, "study", rf_study_path(st));
-        cJSON_AddStringToObject(s, "study_name", rf_study_name(st));
-        cJSON_AddStringToObject(s, "task_fingerprint", task->fingerprint);
-        cJSON_AddStringToObject(s, "strategy", key);
-        cJSON_AddNumberToObject(s, "trial", t->number);
-        cJSON_AddItemToObject(s, "config", rf_config_to_json(j->space, &t->cfg));
-        cJSON_AddNumberToObject(s, "budget", t->budget);
-        cJSON *v = cJSON_AddObjectToObject(s, "values");
-        for (int k = 0; v && k < j->n_metrics; k++) cJSON_AddNumberToObject(v, rf_search_metric_name(j->metrics[k]), values[k]);
-    }
     if (info) cJSON_AddItemToObject(m, key, info);
 }
 

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "renflow/supernet.h"
+#include "../core/json_util.h"
 
 #define ENAS_MAX_BAD_STEPS 20
 
@@ -42,13 +43,6 @@ void rf_enas_result_free(rf_enas_result *r) {
     memset(r, 0, sizeof *r);
 }
 
-static cJSON *num_or_null(double v) { return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); }
-
-static cJSON *curve_json(const double *v, int n) {
-    cJSON *a = cJSON_CreateArray();
-    for (int i = 0; a && v && i < n; i++) cJSON_AddItemToArray(a, num_or_null(v[i]));
-    return a;
-}
 
 static cJSON *path_json(const rf_supernet *s, const int *p) {
     cJSON *a = cJSON_CreateArray();
@@ -65,18 +59,18 @@ cJSON *rf_enas_result_to_json(const rf_enas_result *r, const rf_supernet *s) {
     cJSON_AddNumberToObject(j, "skipped_steps", (double)r->skipped_steps);
     cJSON_AddNumberToObject(j, "seconds", r->seconds);
     cJSON_AddBoolToObject(j, "interrupted", r->interrupted);
-    cJSON_AddItemToObject(j, "train_loss", curve_json(r->train_curve, r->epochs_run));
-    cJSON_AddItemToObject(j, "mean_reward", curve_json(r->reward_curve, r->epochs_run));
-    cJSON_AddItemToObject(j, "mean_x", curve_json(r->score_curve, r->epochs_run));
-    cJSON_AddItemToObject(j, "mean_entropy", curve_json(r->entropy_curve, r->epochs_run));
-    cJSON_AddItemToObject(j, "reward_a", curve_json(r->reward_a, r->epochs_run));
-    cJSON_AddItemToObject(j, "reward_b", curve_json(r->reward_b, r->epochs_run));
+    cJSON_AddItemToObject(j, "train_loss", rf_json_num_array_or_null(r->train_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "mean_reward", rf_json_num_array_or_null(r->reward_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "mean_x", rf_json_num_array_or_null(r->score_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "mean_entropy", rf_json_num_array_or_null(r->entropy_curve, r->epochs_run));
+    cJSON_AddItemToObject(j, "reward_a", rf_json_num_array_or_null(r->reward_a, r->epochs_run));
+    cJSON_AddItemToObject(j, "reward_b", rf_json_num_array_or_null(r->reward_b, r->epochs_run));
     if (s) {
         cJSON_AddItemToObject(j, "path", path_json(s, r->path));
         cJSON_AddItemToObject(j, "greedy", path_json(s, r->greedy));
     }
-    cJSON_AddItemToObject(j, "path_val_loss", num_or_null(r->path_val_loss));
-    cJSON_AddItemToObject(j, "greedy_val_loss", num_or_null(r->greedy_val_loss));
+    cJSON_AddItemToObject(j, "path_val_loss", rf_json_num_or_null(r->path_val_loss));
+    cJSON_AddItemToObject(j, "greedy_val_loss", rf_json_num_or_null(r->greedy_val_loss));
     cJSON_AddNumberToObject(j, "final_candidates", r->n_final);
     return j;
 }
