@@ -16,6 +16,7 @@
 #include <cjson/cJSON.h>
 
 #include "renflow/supernet.h"
+#include "../src/search/search_internal.h"
 
 /* LeakSanitizer (RF_SANITIZE builds): the study report draws with cairo, whose fonts leave
  * fontconfig's process-lifetime caches (see tests/test_viz.c); only fontconfig frames are
@@ -884,8 +885,36 @@ static void test_enas_study(void **state) {
     rm_rf(dir);
 }
 
+/* A non-finite loss or gradient skips the step (never applied), counts it, and stops the search
+ * after max_bad in a row; a finite step resets the run. */
+static void test_step_check(void **state) {
+    (void)state;
+    long bad = 0, skipped = 0;
+    int skip = -1;
+    rf_err e = {0};
+    assert_int_equal(rf__supernet_step_check("darts", "the search", 1.5, 2.0, 1, 1, 3, &bad, &skipped, 0, &skip, &e), RF_OK);
+    assert_int_equal(skip, 0);
+    assert_int_equal(skipped, 0);
+    for (int k = 0; k < 2; k++) {
+        assert_int_equal(rf__supernet_step_check("darts", "the search", NAN, 2.0, 2 + k, 1, 3, &bad, &skipped, 0, &skip, &e),
+                         RF_OK);
+        assert_int_equal(skip, 1);
+    }
+    assert_int_equal(bad, 2);
+    assert_int_equal(rf__supernet_step_check("darts", "the search", 1.0, 1.0, 4, 1, 3, &bad, &skipped, 0, &skip, &e), RF_OK);
+    assert_int_equal(bad, 0); /* a good step ends the run of bad ones */
+    for (int k = 0; k < 2; k++)
+        assert_int_equal(rf__supernet_step_check("enas", "the shared weights", 1.0, INFINITY, 5 + k, 2, 3, &bad, &skipped, 0,
+                                                 &skip, &e), RF_OK);
+    assert_int_equal(rf__supernet_step_check("enas", "the shared weights", 1.0, INFINITY, 7, 2, 3, &bad, &skipped, 0, &skip, &e),
+                     RF_ENONFINITE);
+    assert_int_equal(skipped, 5);
+    assert_non_null(strstr(e.msg, "enas: the shared weights diverged: 3 consecutive non-finite steps at epoch 2"));
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_step_check),
         cmocka_unit_test(test_candidates),
         cmocka_unit_test(test_identity_at_init),
         cmocka_unit_test(test_layer_checks),

@@ -43,6 +43,13 @@ double rf__param_default(const rf_param *p);
 struct cJSON;
 char *rf__json_print_exact(struct cJSON *j);
 
+/* A supernet training step (DARTS, ENAS) with its loss and gradient norm: both finite gives RF_OK,
+ * *skip = 0 and *bad = 0; otherwise *skip = 1 (the step is not applied), ++*skipped, ++*bad and a
+ * warning on stderr with progress, and after max_bad such steps in a row RF_ENONFINITE, naming
+ * `who` ("darts") and `what` diverged ("the search"). */
+int rf__supernet_step_check(const char *who, const char *what, double loss, double gnorm, long step, int epoch,
+                            long max_bad, long *bad, long *skipped, int progress, int *skip, rf_err *e);
+
 /* Sign to turn objective k into a minimisation: +1 minimise, -1 maximise. */
 static inline double rf__dir_sign(const rf_history *h, int k) {
     return h->directions[k] == RF_MAXIMIZE ? -1.0 : 1.0;

@@ -20,12 +20,14 @@
 #include <cjson/cJSON.h>
 #include <ctype.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "../flow/flow_internal.h"
 #include "../flow/xform.h"
 #include "renflow/supernet.h"
+#include "search_internal.h"
 
 #define SN_MAX_DEPTH 8
 
@@ -794,4 +796,22 @@ fail:
     free(scl);
     rf_flow_free(f);
     return NULL;
+}
+
+int rf__supernet_step_check(const char *who, const char *what, double loss, double gnorm, long step, int epoch,
+                            long max_bad, long *bad, long *skipped, int progress, int *skip, rf_err *e) {
+    *skip = !isfinite(loss) || !isfinite(gnorm);
+    if (!*skip) {
+        *bad = 0;
+        return RF_OK;
+    }
+    ++*skipped;
+    if (progress)
+        fprintf(stderr, "%s: warning: step %ld skipped: non-finite %s; the supernet was not updated\n", who, step,
+                isfinite(loss) ? "gradient" : "loss");
+    if (++*bad >= max_bad)
+        return rf_err_set(e, RF_ENONFINITE,
+                          "%s: %s diverged: %ld consecutive non-finite steps at epoch %d (try a lower learning rate)",
+                          who, what, *bad, epoch);
+    return RF_OK;
 }

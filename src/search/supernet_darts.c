@@ -16,6 +16,7 @@
 
 #include "renflow/features.h"
 #include "renflow/supernet.h"
+#include "search_internal.h"
 #include "../core/json_util.h"
 
 #define DARTS_MAX_BAD_STEPS 20
@@ -230,20 +231,11 @@ int rf_darts_search(rf_supernet *s, const rf_matrix *train, const int *ytrain, c
             const double gnorm = rf_grad_norm(f->grads, f->n_params, ws);
             rows += n;
             step++;
-            if (!isfinite(loss) || !isfinite(gnorm)) {
-                res->skipped_steps++;
-                if (o->progress)
-                    fprintf(stderr, "darts: warning: step %ld skipped: non-finite %s; the supernet was not updated\n", step,
-                            isfinite(loss) ? "gradient" : "loss");
-                if (++bad >= DARTS_MAX_BAD_STEPS) {
-                    rc = rf_err_set(e, RF_ENONFINITE,
-                                    "darts: the search diverged: %ld consecutive non-finite steps at epoch %d (try a "
-                                    "lower learning rate)", bad, ep + 1);
-                    goto out;
-                }
-                continue;
-            }
-            bad = 0;
+            int skip = 0;
+            if ((rc = rf__supernet_step_check("darts", "the search", loss, gnorm, step, ep + 1, DARTS_MAX_BAD_STEPS, &bad, &res->skipped_steps,
+                                              o->progress, &skip, e)))
+                goto out;
+            if (skip) continue;
             const double lr = rf_lr_schedule(o->lr, step - 1, total, 0, 1, 0.01);
             for (int b = 0; b < Bk; b++) memcpy(abuf + (size_t)b * K, f->params + s->alpha_off[b], sizeof(float) * K);
             rf_adam_step_scaled(&aw, f->params, f->grads, rf_clip_scale(gnorm, o->clip), (float)lr, o->weight_decay, ws);

@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include "renflow/supernet.h"
+#include "search_internal.h"
 #include "../core/json_util.h"
 
 #define ENAS_MAX_BAD_STEPS 20
@@ -315,20 +316,11 @@ int rf_enas_search(rf_supernet *s, rf_controller *c, const rf_matrix *train, con
             const double gnorm = rf_grad_norm(f->grads, f->n_params, S.ws);
             rows += n;
             step++;
-            if (!isfinite(loss) || !isfinite(gnorm)) {
-                res->skipped_steps++;
-                if (no->progress)
-                    fprintf(stderr, "enas: warning: step %ld skipped: non-finite %s; the supernet was not updated\n", step,
-                            isfinite(loss) ? "gradient" : "loss");
-                if (++bad >= ENAS_MAX_BAD_STEPS) {
-                    rc = rf_err_set(e, RF_ENONFINITE,
-                                    "enas: the shared weights diverged: %ld consecutive non-finite steps at epoch %d (try a "
-                                    "lower learning rate)", bad, ep + 1);
-                    goto out;
-                }
-                continue;
-            }
-            bad = 0;
+            int skip = 0;
+            if ((rc = rf__supernet_step_check("enas", "the shared weights", loss, gnorm, step, ep + 1, ENAS_MAX_BAD_STEPS, &bad, &res->skipped_steps,
+                                              no->progress, &skip, e)))
+                goto out;
+            if (skip) continue;
             /* AdamW on what the path uses: the other candidates (and alpha) keep their values and
              * their moments (a lazy update, so a candidate is not moved by stale momentum) */
             size_t q = 0;
