@@ -16,6 +16,9 @@ static const char USAGE[] =
     "  --data FILE|DIR     data (.npy, .csv, .arff) or a prepared data set directory\n"
     "                      (renflow eeg prepare), whose labels are used\n"
     "  --labels FILE       class labels for array data\n"
+    "  --subjects FILE     subject id per row for array data; required by a model trained with\n"
+    "                      --subject-adapt, which normalises each subject's latents with its own\n"
+    "                      statistics (all of the subject's rows, no labels)\n"
     "  --prior P           classify: uniform (default) | train (class frequencies of the\n"
     "                      training data, recorded in the model)\n"
     "  --per-sample FILE   write log p(x_i) per row as float32 .npy\n"
@@ -23,15 +26,16 @@ static const char USAGE[] =
     "  --json              machine-readable output: nll_nats, bits_per_dim, n, dim and, for\n"
     "                      classifiers, accuracy, balanced_accuracy, macro_f1, kappa, confusion\n";
 
-enum { O_DATA = 256, O_LABELS, O_PER, O_THREADS, O_JSON, O_PRIOR };
+enum { O_DATA = 256, O_LABELS, O_PER, O_THREADS, O_JSON, O_PRIOR, O_SUBJECTS };
 static const struct option LONGOPTS[] = {{"data", 1, 0, O_DATA},       {"labels", 1, 0, O_LABELS},
                                          {"per-sample", 1, 0, O_PER},  {"threads", 1, 0, O_THREADS},
-                                         {"json", 0, 0, O_JSON},       {"prior", 1, 0, O_PRIOR}, {"help", 0, 0, 'h'},
+                                         {"json", 0, 0, O_JSON},       {"prior", 1, 0, O_PRIOR}, {"subjects", 1, 0, O_SUBJECTS},
+                                         {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
 
 int rf_cli_eval(int argc, char **argv) {
     static const char *C = "eval";
-    const char *data = NULL, *labels = NULL, *per = NULL, *prior = "uniform";
+    const char *data = NULL, *labels = NULL, *subjects = NULL, *per = NULL, *prior = "uniform";
     int json = 0, threads = 2, help = 0, c, rc = 0;
     rf_cli_opts o = {C, LONGOPTS, USAGE};
     optind = 1;
@@ -40,6 +44,7 @@ int rf_cli_eval(int argc, char **argv) {
         case -2: return help ? RF_EXIT_OK : RF_EXIT_USAGE;
         case O_DATA: data = optarg; break;
         case O_LABELS: labels = optarg; break;
+        case O_SUBJECTS: subjects = optarg; break;
         case O_PER: per = optarg; break;
         case O_THREADS: rc = rf_arg_int(C, "threads", optarg, 1, 256, &threads); break;
         case O_JSON: json = 1; break;
@@ -59,10 +64,10 @@ int rf_cli_eval(int argc, char **argv) {
     if (!f) return RF_EXIT_ERROR;
     rf_dataset ds = {0};
     int code = RF_EXIT_OK, *pred = NULL;
-    float *lp = NULL, *log_prior = NULL;
+    float *lp = NULL, *log_prior = NULL, *lpc = NULL;
     rf_flow_ws *w = NULL;
     rf_class_metrics cm = {0};
-    if (rf_dataset_read(data, labels, NULL, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e)) goto fail;
+    if (rf_dataset_read(data, labels, subjects, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e)) goto fail;
     const rf_matrix m = ds.x;
     const int *y = ds.labels;
     const char *lab_src = labels ? labels : data;
@@ -81,7 +86,24 @@ int rf_cli_eval(int argc, char **argv) {
         goto fail;
     if (!(w = rf_flow_ws_create(f, 1024, 1, &e)) || !(lp = rf_floats((size_t)m.n, &e))) goto fail;
     const double t0 = rf_now();
-    const double nll = rf_eval_nll(f, w, &m, f->base.kind == RF_BASE_CLASS ? y : NULL, lp);
+    double nll;
+    if (f->adapt_mean) { /* per-subject latent normalisation (renflow/adapt.h) */
+        if (!ds.subjects) {
+            rf_err_set(&e, RF_EARG, "model %s adapts to each subject (subject_adapt): %s needs subject ids (--subjects FILE, or a prepared directory)",
+                       model, data);
+            goto fail;
+        }
+        const int C = f->base.n_classes;
+        if (!(lpc = rf_floats((size_t)m.n * C + 1, &e)) || rf_adapt_log_likelihood(f, &m, ds.subjects, lpc, lp, &e)) goto fail;
+        double s = 0;
+        for (int i = 0; i < m.n; i++) {
+            if (y) lp[i] = lpc[(size_t)i * C + y[i]];
+            s += lp[i];
+        }
+        nll = m.n > 0 ? -s / m.n : NAN;
+    } else {
+        nll = rf_eval_nll(f, w, &m, f->base.kind == RF_BASE_CLASS ? y : NULL, lp);
+    }
     const double secs = rf_now() - t0;
     const double bpd = nll / (f->D * 0.6931471805599453);
     if (y && f->base.kind == RF_BASE_CLASS) {
@@ -89,7 +111,7 @@ int rf_cli_eval(int argc, char **argv) {
             rf_err_set(&e, RF_ENOMEM, "out of memory");
             goto fail;
         }
-        if (rf_flow_predict(f, &m, log_prior, pred, NULL, &e) ||
+        if (rf_flow_predict_subjects(f, &m, ds.subjects, log_prior, pred, NULL, &e) ||
             rf_class_metrics_compute(y, pred, m.n, f->base.n_classes, &cm, &e))
             goto fail;
     }
@@ -127,6 +149,7 @@ fail:
     code = rf_runtime_error(C, &e);
 done:
     rf_free(lp);
+    rf_free(lpc);
     rf_flow_ws_free(w);
     rf_dataset_free(&ds);
     rf_class_metrics_free(&cm);

@@ -34,6 +34,9 @@ static const char USAGE[] =
     "  --features F          raw (default) | bandpower: log10 Welch band powers (delta, theta,\n"
     "                        alpha, sigma, beta, gamma) of each window of a prepared directory\n"
     "  --subject-standardise standardise each subject's windows per channel (median, MAD) first\n"
+    "  --subject-standardise-features  after --features, standardise each subject's feature\n"
+    "                        columns (mean, sd over the subject's rows; no labels): the feature\n"
+    "                        counterpart of --subject-adapt, e.g. for --model logreg|mlp\n"
     "                        (for windows not prepared with --standardise subject; no labels)\n"
     "  --context K           add the K previous and K next rows of the same recording to each\n"
     "                        row (sequence data such as sleep epochs; needs recording ids)\n"
@@ -63,6 +66,12 @@ static const char USAGE[] =
     "  --base KIND           normal | diag (default normal); class with --task classify\n"
     "  --task T              density (default) | classify (class-conditional base)\n"
     "  --ce-weight L         classify: loss = NLL + L * cross-entropy (default 1)\n"
+    "  --subject-adapt M     classify: normalise each subject's latents with its own statistics\n"
+    "                        (mean and scale per latent group over all its rows; no labels), so\n"
+    "                        eval and cv classify every subject in a common space (needs subject\n"
+    "                        ids). M = fit: after training, map subjects onto the training\n"
+    "                        subjects' average and refit the class Gaussians there; M = train:\n"
+    "                        standardise them in every epoch of training already\n"
     "optimisation:\n"
     "  --epochs E            (default 50)      --batch B      (default 256)\n"
     "  --lr LR               (default 1e-3)    --weight-decay (default 0, AdamW)\n"
@@ -95,7 +104,7 @@ static const char USAGE[] =
 enum {
     O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT, O_PERM, O_NOACTNORM
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT, O_PERM, O_NOACTNORM, O_ADAPT, O_SUBJSTDF
 };
 
 static const struct option LONGOPTS[] = {
@@ -108,7 +117,7 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"permutation", 1, 0, O_PERM}, {"no-actnorm", 0, 0, O_NOACTNORM}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"permutation", 1, 0, O_PERM}, {"no-actnorm", 0, 0, O_NOACTNORM}, {"subject-adapt", 1, 0, O_ADAPT}, {"subject-standardise-features", 0, 0, O_SUBJSTDF}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 
 
@@ -153,6 +162,11 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
                 rc = rf_usage_error(C, "option --permutation: expected lu, reverse, random or none, got '%s'", optarg);
             break;
         case O_NOACTNORM: a->spec.no_actnorm = 1; break;
+        case O_ADAPT:
+            if (!strcmp(optarg, "fit")) a->subject_adapt = 1;
+            else if (!strcmp(optarg, "train")) a->subject_adapt = 2;
+            else rc = rf_usage_error(C, "option --subject-adapt: expected fit or train, got '%s'", optarg);
+            break;
         case O_BINS: rc = rf_arg_int(C, "bins", optarg, 2, 64, &a->spec.bins); break;
         case O_BOUND: rc = rf_arg_float(C, "bound", optarg, 1e-3, 1e4, &a->spec.bound); break;
         case O_CLAMP: rc = rf_arg_float(C, "clamp", optarg, 0, 99, &a->spec.clamp); break;
@@ -186,6 +200,7 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
             else if (strcmp(optarg, "raw")) rc = rf_usage_error(C, "option --features: expected raw or bandpower, got '%s'", optarg);
             break;
         case O_SUBJSTD: a->input.std_subject = 1; break;
+        case O_SUBJSTDF: a->input.std_subject_features = 1; break;
         case O_CLASSINIT:
             if (!strcmp(optarg, "auto")) a->cfg.class_init = -1;
             else if (!strcmp(optarg, "random")) a->cfg.class_init = 0;
@@ -238,6 +253,9 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
     } else if (a->spec.base == RF_BASE_CLASS) {
         return rf_usage_error(C, "--base class needs --task classify and --labels");
     }
+    if (a->subject_adapt && strcmp(a->task, "classify")) return rf_usage_error(C, "--subject-adapt needs --task classify");
+    if (a->subject_adapt && cv && strcmp(a->model, "flow"))
+        return rf_usage_error(C, "--subject-adapt applies to flows, not --model %s", a->model);
     if (a->val_labels && !a->val) return rf_usage_error(C, "--val-labels needs --val");
     if (a->labels && a->val && !a->val_labels) return rf_usage_error(C, "--val with --labels needs --val-labels");
     if (a->standardize) {
@@ -257,6 +275,7 @@ typedef struct {
     int n_dropped;
     int channels, length, n_classes; /* from a prepared data set (0 when unknown) */
     int subject_split;               /* validation holds out whole subjects */
+    int *str, *sva;                  /* subject id of each training / validation row (NULL when unknown) */
 } train_data;
 
 static void data_free(train_data *d) {
@@ -264,6 +283,18 @@ static void data_free(train_data *d) {
     rf_matrix_free(&d->va);
     free(d->ytr);
     free(d->yva);
+    free(d->str);
+    free(d->sva);
+}
+
+/* The entries of v (n) whose keep flag is set, in order. */
+static int select_ints(const int *v, const unsigned char *keep, int n, int **out, rf_err *e) {
+    int m = 0;
+    for (int i = 0; i < n; i++) m += keep[i] != 0;
+    if (!(*out = malloc(sizeof(int) * (size_t)(m > 0 ? m : 1)))) return rf_err_set(e, RF_ENOMEM, "out of memory");
+    for (int i = 0, k = 0; i < n; i++)
+        if (keep[i]) (*out)[k++] = v[i];
+    return RF_OK;
 }
 
 static int max_label(const int *y, int n) {
@@ -308,6 +339,7 @@ static int load_data(train_args *a, train_data *d, rf_err *e) {
     if (a->drop > 0) d->n_dropped = rf_outlier_rows(&ds.x, a->drop, keep);
     if (a->val) {
         rc = take_rows(&ds.x, strcmp(a->task, "classify") ? NULL : ds.labels, keep, &d->tr, strcmp(a->task, "classify") ? NULL : &d->ytr, e);
+        if (!rc && ds.subjects) rc = select_ints(ds.subjects, keep, ds.x.n, &d->str, e);
         free(keep);
         if (rc) goto fail;
         rf_dataset dv = {0};
@@ -344,6 +376,8 @@ static int load_data(train_args *a, train_data *d, rf_err *e) {
             }
             rc = take_rows(&ds.x, y, tr, &d->tr, y ? &d->ytr : NULL, e);
             if (!rc) rc = take_rows(&ds.x, y, va, &d->va, y ? &d->yva : NULL, e);
+            if (!rc) rc = select_ints(ds.subjects, tr, ds.x.n, &d->str, e);
+            if (!rc) rc = select_ints(ds.subjects, va, ds.x.n, &d->sva, e);
             d->subject_split = 1;
         }
         free(tr);
@@ -443,6 +477,11 @@ int rf_cli_train(int argc, char **argv) {
         data_free(&d);
         return rf_runtime_error(C, &e);
     }
+    if (a.subject_adapt && !d.str) {
+        data_free(&d);
+        rf_err_set(&e, RF_EARG, "--subject-adapt: %s has no subject ids (give --subjects, or a prepared directory with subjects.npy)", a.data);
+        return rf_runtime_error(C, &e);
+    }
     a.spec.D = d.tr.d;
     if (rf_cli_shape_spec(&a, d.channels, d.length, d.tr.d, &e)) {
         data_free(&d);
@@ -469,8 +508,18 @@ int rf_cli_train(int argc, char **argv) {
     signal(SIGINT, on_signal);
     signal(SIGTERM, on_signal);
     a.cfg.stop_flag = &g_stop;
+    if (a.subject_adapt == 2) {
+        a.cfg.subject_adapt = 1;
+        a.cfg.train_subjects = d.str;
+        a.cfg.val_subjects = d.sva;
+    }
     rf_train_result r;
     rc = rf_train(f, &d.tr, d.ytr, &d.va, d.yva, &a.cfg, &r, &e);
+    if (!rc && a.subject_adapt == 1) {
+        rc = rf_adapt_fit(f, &d.tr, d.ytr, d.str, &e);
+        if (!rc) rc = rf_flow_save(f, a.out, &e);
+        if (!rc && !a.quiet) fprintf(stderr, "renflow train: subject adaptation fitted on %d training rows; model rewritten to %s\n", d.tr.n, a.out);
+    }
     int exit_code = RF_EXIT_OK;
     if (rc && rc != RF_EINTERRUPTED) exit_code = rf_runtime_error(C, &e);
     else if (rc == RF_EINTERRUPTED) {

@@ -6,6 +6,7 @@
 #include "renflow/nn.h"
 #include "renflow/flow.h"
 #include "renflow/model.h"
+#include "renflow/adapt.h"
 #include "renflow/data.h"
 #include "renflow/train.h"
 #include "renflow/ref.h"

@@ -34,6 +34,25 @@ check "eval exits 0" '[ $? -eq 0 ]'
 for k in accuracy balanced_accuracy macro_f1 kappa confusion nll_nats; do
   check "eval JSON has $k" "grep -q '\"$k\"' '$T/eval.json'"
 done
+# subject-adaptive latent normalisation: fitted after training, or in the training loop
+"$R" train --task classify --data "$T/prep" --epochs 1 --batch 32 --subject-adapt fit --out "$T/a.rf" --quiet > /dev/null
+check "train --subject-adapt fit exits 0" '[ $? -eq 0 ]'
+check "the model file records the adaptation" 'grep -aq "\"subject_adapt\"" "$T/a.rf"'
+"$R" eval "$T/a.rf" --data "$T/prep" --json > "$T/aeval.json"
+check "eval of the adapted model on the directory exits 0" '[ $? -eq 0 ]'
+"$R" eval "$T/a.rf" --data "$T/prep/windows.npy" --labels "$T/prep/labels.npy" > /dev/null 2> "$T/aerr.txt"
+check "eval of an adapted model without subject ids exits 1" '[ $? -eq 1 ]'
+check "the error asks for subject ids" 'grep -q "subject ids" "$T/aerr.txt"'
+"$R" eval "$T/a.rf" --data "$T/prep/windows.npy" --labels "$T/prep/labels.npy" --subjects "$T/prep/subjects.npy" --json > "$T/aeval2.json"
+check "eval with --subjects gives the directory's result" '[ "$(grep -o "\"balanced_accuracy\":[^,]*" "$T/aeval.json")" = "$(grep -o "\"balanced_accuracy\":[^,]*" "$T/aeval2.json")" ] && grep -q balanced_accuracy "$T/aeval.json"'
+"$R" train --task classify --data "$T/prep" --epochs 1 --batch 32 --subject-adapt train --out "$T/t.rf" --quiet > /dev/null
+check "train --subject-adapt train exits 0" '[ $? -eq 0 ]'
+"$R" eval "$T/t.rf" --data "$T/prep" --json > /dev/null
+check "eval of the in-loop adapted model exits 0" '[ $? -eq 0 ]'
+"$R" train --data "$T/prep" --epochs 1 --subject-adapt fit --out "$T/x.rf" --quiet 2> /dev/null
+check "--subject-adapt on a density model is a usage error (2)" '[ $? -eq 2 ]'
+"$R" train --task classify --data "$T/prep" --epochs 1 --subject-adapt sometimes --out "$T/x.rf" --quiet 2> /dev/null
+check "an unknown --subject-adapt mode is a usage error (2)" '[ $? -eq 2 ]'
 "$R" eeg prepare --recordings "$T/list.csv" --out "$T/bad" --channels O1,Xyz --quiet 2> "$T/err.txt"
 check "missing channel exits 1" '[ $? -eq 1 ]'
 check "error names the channel and the file" 'grep -q "Xyz" "$T/err.txt" && grep -q "Subject00_1.edf" "$T/err.txt"'

@@ -143,12 +143,56 @@ static void test_standardise_subjects(void **state) {
     }
     rf_dataset_free(&d);
 }
+/* Feature columns standardised per subject: every subject's column has mean 0 and sd 1, a
+ * constant column is only centred, and the transform is recorded and re-applied from the meta. */
+static void test_standardise_subject_columns(void **state) {
+    (void)state;
+    const int n = 30, D = 3;
+    rf_dataset d = {0};
+    assert_int_equal(rf_matrix_alloc(&d.x, n, D, NULL), RF_OK);
+    rf_err e = {0};
+    assert_int_equal(rf_dataset_standardise_subject_columns(&d, &e), RF_EARG); /* no subject ids */
+    d.subjects = malloc(sizeof(int) * n);
+    rf_rng r;
+    rf_rng_seed(&r, 8);
+    for (int i = 0; i < n; i++) {
+        d.subjects[i] = i % 3 == 0 ? 5 : 2;
+        d.x.x[i * D + 0] = (float)(d.subjects[i] * 10 + (d.subjects[i] == 5 ? 4.0 : 0.5) * rf_rng_normal(&r));
+        d.x.x[i * D + 1] = (float)(rf_rng_normal(&r) - 7.0);
+        d.x.x[i * D + 2] = d.subjects[i] == 5 ? 3.0f : -1.0f; /* constant within each subject */
+    }
+    rf_input_tf t = {.std_subject_features = 1};
+    cJSON *meta = cJSON_CreateObject();
+    cJSON_AddItemToObject(meta, "input", rf_input_to_json(&t));
+    assert_string_equal(cJSON_GetObjectItem(cJSON_GetObjectItem(meta, "input"), "standardise_features")->valuestring,
+                        "subject");
+    assert_int_equal(rf_input_apply_meta(&d, meta, &e), RF_OK);
+    cJSON_Delete(meta);
+    for (int s = 0; s < 2; s++)
+        for (int j = 0; j < D; j++) {
+            double m = 0, v = 0;
+            int k = 0;
+            for (int i = 0; i < n; i++)
+                if ((d.subjects[i] == 5) == (s == 1)) {
+                    m += d.x.x[i * D + j];
+                    v += (double)d.x.x[i * D + j] * d.x.x[i * D + j];
+                    k++;
+                }
+            m /= k;
+            v = v / k - m * m;
+            assert_true(fabs(m) < 1e-5);
+            if (j < 2) assert_true(fabs(v - 1) < 1e-4);
+            else assert_true(v < 1e-10);
+        }
+    rf_dataset_free(&d);
+}
 
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_bandpower),
         cmocka_unit_test(test_context),
         cmocka_unit_test(test_standardise_subjects),
+        cmocka_unit_test(test_standardise_subject_columns),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -38,6 +38,10 @@ typedef struct rf_cv_cfg {
     int hmm;                    /* smooth predictions over each recording with a Markov chain
                                    fitted to the training labels (needs d->recordings); the
                                    emission weight is chosen on the fold's validation subjects */
+    int subject_adapt;          /* flows, subject-adaptive latent normalisation (renflow/adapt.h):
+                                   1 fit it after training on the fold's training rows, 2 train
+                                   with it (rf_train_cfg.subject_adapt); either way every held-out
+                                   subject is classified with its own statistics */
     const rf_disc_cfg *disc;    /* non-NULL: a discriminative reference classifier instead of a flow */
     const struct cJSON *input;  /* the input transform already applied to the data (features.h,
                                    rf_input_to_json), recorded in each fold's model; may be NULL */

@@ -19,6 +19,8 @@ typedef struct rf_input_tf {
     double rate;    /* sampling rate of the windows (Hz), for band power */
     double seg_s;   /* Welch segment length in seconds (0: min(2 s, window)) */
     int context;    /* K >= 0 neighbours on each side (0: none) */
+    int std_subject_features; /* 1: after band power, standardise each subject's feature columns
+                                 (rf_dataset_standardise_subject_columns) */
 } rf_input_tf;
 
 /* In place: d->x becomes n x (channels * RF_BAND_COUNT) log10 powers; d->channels = 0. */
@@ -31,6 +33,11 @@ int rf_dataset_context(rf_dataset *d, int K, rf_err *e);
  * all of that subject's samples; no labels). For windows that did not come from
  * `renflow eeg prepare --standardise subject` (e.g. simulated ones). */
 int rf_dataset_standardise_subjects(rf_dataset *d, rf_err *e);
+
+/* In place: each subject's rows standardised per column (mean and standard deviation over that
+ * subject's rows; a constant column is only centred; no labels). The feature-space counterpart
+ * of subject adaptation (renflow/adapt.h) for discriminative references. */
+int rf_dataset_standardise_subject_columns(rf_dataset *d, rf_err *e);
 
 /* Applies standardisation by subject, band power (rate from t->rate, else from the manifest's "rate_hz") then context;
  * fills in the rate and segment length it used, so that rf_input_to_json records them. */

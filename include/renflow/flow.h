@@ -140,6 +140,11 @@ void rf_base_backward(const rf_base *b, const float *params, int n, const float 
  * and accumulates dparams. */
 void rf_base_backward_classes(const rf_base *b, const float *params, int n, const float *z,
                               const float *G, float *dz, float *dparams);
+/* Class-conditional: sets every class's mean and log scale (per parameter group) to the moments
+ * of its rows of z (n x D), shrunk towards the pooled moments for small classes (weight
+ * n_c / (n_c + 10)), variances floored at 1e-2. Rows with labels outside [0, C) are ignored. */
+int rf_base_fit_moments(const rf_base *b, float *params, int n, const float *z, const int *labels,
+                        rf_err *e);
 /* Draws z (labels may be NULL for class-conditional: then classes drawn uniformly). */
 void rf_base_sample(const rf_base *b, const float *params, int n, const int *labels, rf_rng *rng,
                     float *z);

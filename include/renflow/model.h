@@ -85,6 +85,9 @@ typedef struct rf_flow {
     float *scale;
     uint64_t seed;       /* the run's seed, recorded in the file */
     struct cJSON *meta;  /* free-form provenance (training summary, data hash, ...) */
+    /* Subject-adaptive latent normalisation (renflow/adapt.h): the reference subject's latent
+     * mean and log standard deviation per base group; NULL when the model does not adapt. */
+    float *adapt_mean, *adapt_log_scale;
 } rf_flow;
 
 /* Builds the layer stack for spec and initialises parameters from rng. */
@@ -130,6 +133,20 @@ int rf_flow_ws_threads(const rf_flow_ws *w);
  * returns when all are done; for passes over the parameters that belong with a training step
  * (the optimiser). */
 void rf_flow_ws_run(rf_flow_ws *w, void (*fn)(void *ctx, int k, int T), void *ctx);
+
+/* A per-row affine map of the latent before the base, for training with subject adaptation
+ * (renflow/adapt.h): row i of the next rf_flow_loss_grad batches gives the base
+ * z'_j = a[r * G + g(j)] z_j + b[r * G + g(j)], r = row[i], g(j) the base group of dimension j
+ * (j itself for an untied base), and adds ld[r] (the map's log-determinant) to the row's
+ * log-likelihood. a, b and ld are constants of the step (no gradient flows into them). The
+ * arrays are not copied: they must stay valid while set. la == NULL or la->row == NULL clears
+ * it. Training workspaces only. */
+typedef struct rf_latent_affine {
+    int G;
+    const int *row;
+    const float *a, *b, *ld;
+} rf_latent_affine;
+int rf_flow_ws_set_latent_affine(rf_flow_ws *w, const rf_latent_affine *la, rf_err *e);
 
 /* x -> z (standardisation included); logdet[i] = total log|det dz/dx| (may be NULL). */
 void rf_flow_forward(const rf_flow *f, rf_flow_ws *w, int n, const float *x, float *z,

@@ -59,6 +59,17 @@ typedef struct rf_train_cfg {
     int progress;                /* print progress lines on stderr */
     /* Set asynchronously (e.g. by a SIGINT handler) to ask for a checkpoint and stop. */
     volatile int *stop_flag;
+    /* Class-conditional flows: train with subject adaptation in the loop (renflow/adapt.h).
+     * At the start of every epoch each training subject's latent statistics are computed with
+     * the current parameters and every row's latent is standardised with its subject's
+     * statistics before the base (zero mean, unit scale per latent group); validation uses its
+     * own subjects' statistics. The model keeps that standard reference, so eval and cv adapt
+     * every new subject the same way. Needs subject ids of the training rows (and of the
+     * validation rows when there are any). A resume in the middle of an epoch recomputes the
+     * statistics with the parameters at that point, so it is not bit-identical to a run that was
+     * not interrupted (one at an epoch boundary is). */
+    int subject_adapt;
+    const int *train_subjects, *val_subjects;
 } rf_train_cfg;
 void rf_train_cfg_default(rf_train_cfg *c);
 

@@ -99,13 +99,15 @@ int rf_input_apply(rf_dataset *d, rf_input_tf *t, rf_err *e) {
         if (!(t->seg_s > 0)) t->seg_s = d->length > 0 && t->rate > 0 && d->length / t->rate < 2.0 ? d->length / t->rate : 2.0;
         if ((rc = rf_dataset_bandpower(d, t->rate, t->seg_s, e))) return rc;
     }
+    if (t->std_subject_features && (rc = rf_dataset_standardise_subject_columns(d, e))) return rc;
     return rf_dataset_context(d, t->context, e);
 }
 
 cJSON *rf_input_to_json(const rf_input_tf *t) {
-    if (!t->bandpower && t->context == 0 && !t->std_subject) return NULL;
+    if (!t->bandpower && t->context == 0 && !t->std_subject && !t->std_subject_features) return NULL;
     cJSON *j = cJSON_CreateObject();
     if (t->std_subject) cJSON_AddStringToObject(j, "standardise", "subject");
+    if (t->std_subject_features) cJSON_AddStringToObject(j, "standardise_features", "subject");
     cJSON_AddStringToObject(j, "features", t->bandpower ? "bandpower" : "raw");
     if (t->bandpower) {
         cJSON_AddNumberToObject(j, "rate_hz", t->rate);
@@ -137,6 +139,10 @@ int rf_input_apply_meta(rf_dataset *d, const cJSON *meta, rf_err *e) {
     if (st && (!cJSON_IsString(st) || (strcmp(st->valuestring, "subject") && strcmp(st->valuestring, "none"))))
         return rf_err_set(e, RF_EFORMAT, "model meta field \"input.standardise\" must be \"subject\" or \"none\"");
     t.std_subject = st && !strcmp(st->valuestring, "subject");
+    const cJSON *sf = cJSON_GetObjectItemCaseSensitive(in, "standardise_features");
+    if (sf && (!cJSON_IsString(sf) || (strcmp(sf->valuestring, "subject") && strcmp(sf->valuestring, "none"))))
+        return rf_err_set(e, RF_EFORMAT, "model meta field \"input.standardise_features\" must be \"subject\" or \"none\"");
+    t.std_subject_features = sf && !strcmp(sf->valuestring, "subject");
     return rf_input_apply(d, &t, e);
 }
 
@@ -177,6 +183,43 @@ int rf_dataset_standardise_subjects(rf_dataset *d, rf_err *e) {
         rf_robust_stats_free(&rs);
         free(buf);
     }
+    free(ids);
+    return rc;
+}
+
+int rf_dataset_standardise_subject_columns(rf_dataset *d, rf_err *e) {
+    if (!d->subjects) return rf_err_set(e, RF_EARG, "standardisation of features by subject needs subject ids");
+    const int n = d->x.n, D = d->x.d;
+    int *ids = NULL, S = 0, rc = rf_subjects_unique(d->subjects, n, &ids, &S, e);
+    if (rc) return rc;
+    double *m = malloc(sizeof(double) * (size_t)D), *v = malloc(sizeof(double) * (size_t)D);
+    if (!m || !v) rc = rf_err_set(e, RF_ENOMEM, "out of memory");
+    for (int s = 0; s < S && !rc; s++) {
+        long k = 0;
+        memset(m, 0, sizeof(double) * (size_t)D);
+        memset(v, 0, sizeof(double) * (size_t)D);
+        for (int i = 0; i < n; i++) {
+            if (d->subjects[i] != ids[s]) continue;
+            k++;
+            for (int j = 0; j < D; j++) m[j] += d->x.x[(size_t)i * D + j];
+        }
+        for (int j = 0; j < D; j++) m[j] /= (double)k;
+        for (int i = 0; i < n; i++) {
+            if (d->subjects[i] != ids[s]) continue;
+            for (int j = 0; j < D; j++) {
+                const double t = d->x.x[(size_t)i * D + j] - m[j];
+                v[j] += t * t;
+            }
+        }
+        for (int j = 0; j < D; j++) v[j] = v[j] / (double)k > 1e-24 ? sqrt(v[j] / (double)k) : 1.0;
+        for (int i = 0; i < n; i++) {
+            if (d->subjects[i] != ids[s]) continue;
+            float *r = d->x.x + (size_t)i * D;
+            for (int j = 0; j < D; j++) r[j] = (float)((r[j] - m[j]) / v[j]);
+        }
+    }
+    free(m);
+    free(v);
     free(ids);
     return rc;
 }

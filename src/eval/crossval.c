@@ -6,6 +6,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "renflow/adapt.h"
 #include "renflow/crossval.h"
 
 void rf_cv_result_free(rf_cv_result *r) {
@@ -26,13 +27,14 @@ static void metric_values(const rf_class_metrics *m, double v[4]) {
     v[3] = m->kappa;
 }
 
-/* log p(c | x) - log p_train(c) for every row (log p(x | c) up to a per-row constant). */
-static int class_scores(const rf_flow *model, const rf_disc *dm, const rf_matrix *x, int C,
+/* log p(c | x) - log p_train(c) for every row (log p(x | c) up to a per-row constant); an adapted
+ * flow uses each subject's statistics. */
+static int class_scores(const rf_flow *model, const rf_disc *dm, const rf_matrix *x, const int *subjects, int C,
                         const float *log_prior, float *out, rf_err *e) {
     int *tmp = malloc(sizeof(int) * (size_t)(x->n > 0 ? x->n : 1)), rc;
     if (!tmp) return rf_err_set(e, RF_ENOMEM, "out of memory");
     if (model) {
-        rc = rf_flow_predict(model, x, NULL, tmp, out, e);
+        rc = rf_flow_predict_subjects(model, x, subjects, NULL, tmp, out, e);
     } else {
         rc = rf_disc_predict(dm, x, tmp, out, e);
         for (size_t i = 0; !rc && i < (size_t)x->n * C; i++)
@@ -111,6 +113,11 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         else snprintf(path, sizeof path, "/tmp/renflow-cv-%ld-fold%d.rf", (long)getpid(), f);
         tc.out_path = path;
         tc.resume = 0;
+        if (cfg->subject_adapt == 2) {
+            tc.subject_adapt = 1;
+            tc.train_subjects = tr.subjects;
+            tc.val_subjects = va.subjects;
+        }
         rf_rng rng;
         rf_rng_seed(&rng, tc.seed);
         if (!(model = rf_flow_create(&spec, &rng, e))) {
@@ -137,19 +144,29 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
             unlink(ck);
         }
         if (rc) goto done;
-        rf_flow_ws *w = rf_flow_ws_create(model, 1024, 1, e);
-        if (!w) {
-            rc = e ? e->code : RF_ENOMEM;
-            goto done;
+        if (cfg->subject_adapt) {
+            if (cfg->subject_adapt == 1 && (rc = rf_adapt_fit(model, &tr.x, tr.labels, tr.subjects, e))) goto done;
+            if (cfg->subject_adapt == 1 && cfg->model_prefix && (rc = rf_flow_save(model, path, e))) goto done;
+            out->test_nll = rf_adapt_nll(model, &test.x, test.subjects, NULL, e);
+            if (isnan(out->test_nll)) {
+                rc = e ? e->code : RF_EARG;
+                goto done;
+            }
+        } else {
+            rf_flow_ws *w = rf_flow_ws_create(model, 1024, 1, e);
+            if (!w) {
+                rc = e ? e->code : RF_ENOMEM;
+                goto done;
+            }
+            out->test_nll = rf_eval_nll(model, w, &test.x, NULL, NULL);
+            rf_flow_ws_free(w);
         }
-        out->test_nll = rf_eval_nll(model, w, &test.x, NULL, NULL);
-        rf_flow_ws_free(w);
     }
     if (!(ts = malloc(sizeof(float) * (size_t)test.x.n * C + 1))) {
         rc = rf_err_set(e, RF_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = class_scores(model, dm, &test.x, C, log_prior, ts, e))) goto done;
+    if ((rc = class_scores(model, dm, &test.x, test.subjects, C, log_prior, ts, e))) goto done;
     if (cfg->hmm) {
         if (!d->recordings) {
             rc = rf_err_set(e, RF_EARG, "--hmm needs recording ids (recordings.npy or --recordings)");
@@ -166,7 +183,7 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
             rc = rf_err_set(e, RF_ENOMEM, "out of memory");
             goto done;
         }
-        if ((rc = class_scores(model, dm, &va.x, C, log_prior, vs, e))) goto done;
+        if ((rc = class_scores(model, dm, &va.x, va.subjects, C, log_prior, vs, e))) goto done;
         double best = -1;
         for (int g = 0; g < ng; g++) {
             rf_class_metrics vm;

@@ -209,3 +209,53 @@ void rf_base_sample(const rf_base *b, const float *p, int n, const int *labels, 
         }
     }
 }
+
+/* Class-conditional base from latents z (n x D) and their labels: per class and parameter group
+ * (a dimension, or the dimensions tied to one group) the mean and log standard deviation, shrunk
+ * towards the pooled moments for small classes (weight n_c / (n_c + 10); the log variance is
+ * shrunk in log space), variances floored at 1e-2. */
+int rf_base_fit_moments(const rf_base *b, float *p, int n, const float *z, const int *labels, rf_err *e) {
+    if (b->kind != RF_BASE_CLASS) return rf_err_set(e, RF_EARG, "base: only a class-conditional base has class moments");
+    const int D = b->D, C = b->n_classes, G = b->n_groups;
+    const size_t half = b->n_params / 2;
+    double *s1 = calloc((size_t)G * (C + 1), sizeof *s1), *s2 = calloc((size_t)G * (C + 1), sizeof *s2);
+    long *cnt = calloc((size_t)G * (C + 1), sizeof *cnt);
+    int rc = RF_OK;
+    if (!s1 || !s2 || !cnt) {
+        rc = rf_err_set(e, RF_ENOMEM, "out of memory");
+        goto out;
+    }
+    for (int i = 0; i < n; i++) {
+        const int c = labels[i];
+        if (c < 0 || c >= C) continue;
+        for (int j = 0; j < D; j++) {
+            const int q = b->group ? b->group[j] : j;
+            const double v = z[(size_t)i * D + j];
+            s1[(size_t)c * G + q] += v;
+            s2[(size_t)c * G + q] += v * v;
+            cnt[(size_t)c * G + q]++;
+            s1[(size_t)C * G + q] += v;
+            s2[(size_t)C * G + q] += v * v;
+            cnt[(size_t)C * G + q]++;
+        }
+    }
+    for (int c = 0; c < C; c++)
+        for (int q = 0; q < G; q++) {
+            const long np = cnt[(size_t)C * G + q], nc = cnt[(size_t)c * G + q];
+            if (np < 2) continue;
+            const double pm = s1[(size_t)C * G + q] / np, pv = s2[(size_t)C * G + q] / np - pm * pm;
+            double m = pm, lv = log(pv > 1e-2 ? pv : 1e-2);
+            if (nc > 0) {
+                const double w = nc / (nc + 10.0), cm = s1[(size_t)c * G + q] / nc, cv = s2[(size_t)c * G + q] / nc - cm * cm;
+                m = w * cm + (1 - w) * pm;
+                lv = w * log(cv > 1e-2 ? cv : 1e-2) + (1 - w) * lv;
+            }
+            p[(size_t)c * G + q] = (float)m;
+            p[half + (size_t)c * G + q] = (float)(0.5 * lv);
+        }
+out:
+    free(s1);
+    free(s2);
+    free(cnt);
+    return rc;
+}

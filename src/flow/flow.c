@@ -284,6 +284,8 @@ void rf_flow_free(rf_flow *f) {
     rf_free(f->grads);
     rf_free(f->shift);
     rf_free(f->scale);
+    rf_free(f->adapt_mean);
+    rf_free(f->adapt_log_scale);
     rf_base_free(&f->base);
     cJSON_Delete(f->meta);
     free(f);

@@ -173,6 +173,7 @@ typedef struct ws_shard {
     float **caches; /* store: one per layer; memory-saving: caches[0] shared */
     float *scratch;
     float *ld, *tmp_ld, *logp, *dld, *dz, *dbuf, *G, *lpc;
+    float *za;    /* the adapted latent (rf_flow_ws_set_latent_affine), allocated on first use */
     float *grads; /* shards >= 1 of a training workspace: n_params, zero between calls */
     double loss;  /* the shard's sum of per-row losses (rf_flow_loss_grad) */
 } ws_shard;
@@ -184,6 +185,7 @@ struct rf_flow_ws {
     size_t bytes, grad_bytes;
     ws_shard *sh;
     ws_pool *pool; /* n_shards - 1 workers (NULL for one shard) */
+    rf_latent_affine la; /* la.row == NULL: none */
 };
 
 static float *ws_take(size_t n, size_t *bytes, int *fail) {
@@ -212,6 +214,7 @@ static void shard_free(const rf_flow_ws *w, ws_shard *s) {
     rf_free(s->dbuf);
     rf_free(s->G);
     rf_free(s->lpc);
+    rf_free(s->za);
     rf_free(s->grads);
 }
 
@@ -285,6 +288,24 @@ rf_flow_ws *rf_flow_ws_create_opts(const rf_flow *f, const rf_flow_ws_opts *o, r
         return NULL;
     }
     return w;
+}
+
+int rf_flow_ws_set_latent_affine(rf_flow_ws *w, const rf_latent_affine *la, rf_err *e) {
+    if (!la || !la->row) {
+        memset(&w->la, 0, sizeof w->la);
+        return RF_OK;
+    }
+    if (!w->train) return rf_err_set(e, RF_EARG, "workspace: a latent map needs a training workspace");
+    if (!la->a || !la->b || !la->ld || la->G < 1 || la->G > w->D)
+        return rf_err_set(e, RF_EARG, "workspace: incomplete latent map (G = %d)", la->G);
+    for (int s = 0; s < w->n_shards; s++)
+        if (!w->sh[s].za) {
+            int fail = 0;
+            w->sh[s].za = ws_take((size_t)w->cap * w->D, &w->bytes, &fail);
+            if (fail) return rf_err_set(e, RF_ENOMEM, "out of memory for the adapted latents");
+        }
+    w->la = *la;
+    return RF_OK;
 }
 
 rf_flow_ws *rf_flow_ws_create(const rf_flow *f, int max_batch, int memory_saving, rf_err *e) {
@@ -569,11 +590,47 @@ static double base_loss_grad(const rf_flow *f, ws_shard *sh, int n, const float 
 }
 
 /* Forward, loss and backward of n <= cap rows on one shard; gradients accumulate into grads. */
-static double rows_loss_grad(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh, int n,
+/* The per-row latent map of w->la for rows [r0, r0 + n) of the batch: za = a z + b, ld += its
+ * log-determinant. */
+static void latent_affine_forward(const rf_flow *f, const rf_latent_affine *la, int r0, int n, const float *z,
+                                  float *za, float *ld) {
+    const int D = f->D, G = la->G;
+    const int *grp = f->base.group;
+    for (int i = 0; i < n; i++) {
+        const int r = la->row[r0 + i];
+        const float *a = la->a + (size_t)r * G, *b = la->b + (size_t)r * G;
+        const float *zi = z + (size_t)i * D;
+        float *o = za + (size_t)i * D;
+        for (int j = 0; j < D; j++) {
+            const int g = grp ? grp[j] : j;
+            o[j] = a[g] * zi[j] + b[g];
+        }
+        ld[i] += la->ld[r];
+    }
+}
+
+/* dz = a * dza in place (the map's parameters are constants of the step). */
+static void latent_affine_backward(const rf_flow *f, const rf_latent_affine *la, int r0, int n, float *dz) {
+    const int D = f->D, G = la->G;
+    const int *grp = f->base.group;
+    for (int i = 0; i < n; i++) {
+        const float *a = la->a + (size_t)la->row[r0 + i] * G;
+        float *d = dz + (size_t)i * D;
+        for (int j = 0; j < D; j++) d[j] *= a[grp ? grp[j] : j];
+    }
+}
+
+static double rows_loss_grad(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh, int r0, int n,
                              const float *x, const int *labels, float ce_weight, double inv_n,
                              float *grads) {
     float *z = forward_rows(f, w, sh, n, x, sh->ld, 1);
-    const double loss = base_loss_grad(f, sh, n, z, labels, ce_weight, inv_n, grads);
+    const float *zb = z;
+    if (w->la.row) {
+        latent_affine_forward(f, &w->la, r0, n, z, sh->za, sh->ld);
+        zb = sh->za;
+    }
+    const double loss = base_loss_grad(f, sh, n, zb, labels, ce_weight, inv_n, grads);
+    if (w->la.row) latent_affine_backward(f, &w->la, r0, n, sh->dz);
     for (int i = 0; i < n; i++) sh->dld[i] = (float)-inv_n;
     float *dy = sh->dz, *dx = sh->dbuf;
     float *y = z;
@@ -610,7 +667,7 @@ static double shard_loss_grad(const rf_flow *f, const rf_flow_ws *w, ws_shard *s
     double loss = 0;
     for (int s = lo; s < hi; s += w->cap) {
         const int m = hi - s < w->cap ? hi - s : w->cap;
-        loss += rows_loss_grad(f, w, sh, m, x + (size_t)s * f->D, labels ? labels + s : NULL,
+        loss += rows_loss_grad(f, w, sh, s, m, x + (size_t)s * f->D, labels ? labels + s : NULL,
                                ce_weight, inv_n, grads);
     }
     return loss;
@@ -677,52 +734,6 @@ int rf_flow_data_init(rf_flow *f, int n, const float *x, rf_err *e) {
     return rf_flow_data_init_labels(f, n, x, NULL, e);
 }
 
-/* Class-conditional base from the latents of the init batch: per class and parameter group
- * (a dimension, or the dimensions tied to one group) the mean and log standard deviation, shrunk
- * towards the pooled moments for small classes (weight n_c / (n_c + 10); the log variance is
- * shrunk in log space), variances floored at 1e-2. */
-static void base_data_init(rf_flow *f, int n, const float *z, const int *labels) {
-    const rf_base *b = &f->base;
-    const int D = f->D, C = b->n_classes, G = b->n_groups;
-    float *p = f->params + b->offset;
-    const size_t half = b->n_params / 2;
-    double *s1 = calloc((size_t)G * (C + 1), sizeof *s1), *s2 = calloc((size_t)G * (C + 1), sizeof *s2);
-    long *cnt = calloc((size_t)G * (C + 1), sizeof *cnt);
-    if (!s1 || !s2 || !cnt) goto out;
-    for (int i = 0; i < n; i++) {
-        const int c = labels[i];
-        if (c < 0 || c >= C) continue;
-        for (int j = 0; j < D; j++) {
-            const int q = b->group ? b->group[j] : j;
-            const double v = z[(size_t)i * D + j];
-            s1[(size_t)c * G + q] += v;
-            s2[(size_t)c * G + q] += v * v;
-            cnt[(size_t)c * G + q]++;
-            s1[(size_t)C * G + q] += v;
-            s2[(size_t)C * G + q] += v * v;
-            cnt[(size_t)C * G + q]++;
-        }
-    }
-    for (int c = 0; c < C; c++)
-        for (int q = 0; q < G; q++) {
-            const long np = cnt[(size_t)C * G + q], nc = cnt[(size_t)c * G + q];
-            if (np < 2) continue;
-            const double pm = s1[(size_t)C * G + q] / np, pv = s2[(size_t)C * G + q] / np - pm * pm;
-            double m = pm, lv = log(pv > 1e-2 ? pv : 1e-2);
-            if (nc > 0) {
-                const double w = nc / (nc + 10.0), cm = s1[(size_t)c * G + q] / nc, cv = s2[(size_t)c * G + q] / nc - cm * cm;
-                m = w * cm + (1 - w) * pm;
-                lv = w * log(cv > 1e-2 ? cv : 1e-2) + (1 - w) * lv;
-            }
-            p[(size_t)c * G + q] = (float)m;
-            p[half + (size_t)c * G + q] = (float)(0.5 * lv);
-        }
-out:
-    free(s1);
-    free(s2);
-    free(cnt);
-}
-
 int rf_flow_data_init_labels(rf_flow *f, int n, const float *x, const int *labels, rf_err *e) {
     rf_flow_ws_opts o = {.max_batch = n, .memory_saving = 1, .threads = 1, .inference = 1};
     rf_flow_ws *w = rf_flow_ws_create_opts(f, &o, e);
@@ -741,7 +752,8 @@ int rf_flow_data_init_labels(rf_flow *f, int n, const float *x, const int *label
         l->ops->forward(l, p, n, cur, next, sh->ld, NULL, sh->scratch);
         cur = next;
     }
-    if (labels && f->base.kind == RF_BASE_CLASS) base_data_init(f, n, cur, labels);
+    int rc = RF_OK;
+    if (labels && f->base.kind == RF_BASE_CLASS) rc = rf_base_fit_moments(&f->base, f->params + f->base.offset, n, cur, labels, e);
     rf_flow_ws_free(w);
-    return RF_OK;
+    return rc;
 }

@@ -7,6 +7,7 @@
 
 #include "../core/json_util.h"
 #include "flow_internal.h"
+#include "renflow/adapt.h"
 #include "renflow/model.h"
 
 static const unsigned char MAGIC[8] = {'R', 'E', 'N', 'F', 'L', 'O', 'W', 0};
@@ -40,6 +41,13 @@ static char *header_json(const rf_flow *f) {
     snprintf(seed, sizeof seed, "%llu", (unsigned long long)f->seed);
     cJSON_AddStringToObject(j, "seed", seed);
     if (f->meta) cJSON_AddItemToObject(j, "meta", cJSON_Duplicate(f->meta, 1));
+    if (f->adapt_mean && f->adapt_log_scale) {
+        const int G = rf_adapt_n_groups(f);
+        cJSON *a = cJSON_AddObjectToObject(j, "subject_adapt");
+        cJSON_AddNumberToObject(a, "groups", G);
+        cJSON_AddItemToObject(a, "mean", cJSON_CreateFloatArray(f->adapt_mean, G));
+        cJSON_AddItemToObject(a, "log_scale", cJSON_CreateFloatArray(f->adapt_log_scale, G));
+    }
     char *s = cJSON_PrintUnformatted(j);
     cJSON_Delete(j);
     return s;
@@ -87,6 +95,44 @@ int rf_flow_save(const rf_flow *f, const char *path, rf_err *e) {
 
 _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "renflow model files assume a little-endian host");
 
+/* "subject_adapt": {"groups": G, "mean": [G], "log_scale": [G]} (renflow/adapt.h), optional. */
+static int adapt_from_header(rf_flow *f, const cJSON *a, const char *name, rf_err *e) {
+    if (!a) return RF_OK;
+    const int G = rf_adapt_n_groups(f);
+    double g = 0;
+    if (!cJSON_IsObject(a) || rf_json_get_number(a, "groups", &g, e) != RF_OK || g != G)
+        return rf_err_set(e, RF_EFORMAT, "%s: header field subject_adapt.groups must be %d (the model's latent groups)%s",
+                          name, G, cJSON_IsObject(a) ? "" : "; subject_adapt is not an object");
+    static const char *const keys[2] = {"mean", "log_scale"};
+    float *out[2] = {rf_floats((size_t)G, e), rf_floats((size_t)G, e)};
+    if (!out[0] || !out[1]) {
+        rf_free(out[0]);
+        rf_free(out[1]);
+        return e ? e->code : RF_ENOMEM;
+    }
+    for (int k = 0; k < 2; k++) {
+        const cJSON *arr = cJSON_GetObjectItemCaseSensitive(a, keys[k]);
+        int bad = !cJSON_IsArray(arr) || cJSON_GetArraySize(arr) != G, i = 0;
+        const cJSON *v;
+        if (!bad) cJSON_ArrayForEach(v, arr) {
+                if (!cJSON_IsNumber(v) || !isfinite(v->valuedouble) || fabs(v->valuedouble) > 1e30) {
+                    bad = 1;
+                    break;
+                }
+                out[k][i++] = (float)v->valuedouble;
+            }
+        if (bad) {
+            rf_free(out[0]);
+            rf_free(out[1]);
+            return rf_err_set(e, RF_EFORMAT, "%s: header field subject_adapt.%s must be an array of %d finite numbers", name,
+                              keys[k], G);
+        }
+    }
+    f->adapt_mean = out[0];
+    f->adapt_log_scale = out[1];
+    return RF_OK;
+}
+
 static rf_flow *flow_from_header(const cJSON *h, const char *name, rf_err *e) {
     rf_flow_spec spec;
     if (rf_flow_spec_from_json(cJSON_GetObjectItemCaseSensitive(h, "spec"), &spec, e) != RF_OK) {
@@ -123,6 +169,10 @@ static rf_flow *flow_from_header(const cJSON *h, const char *name, rf_err *e) {
     if (cJSON_IsString(seed)) f->seed = strtoull(seed->valuestring, NULL, 10);
     const cJSON *meta = cJSON_GetObjectItemCaseSensitive(h, "meta");
     if (meta) f->meta = cJSON_Duplicate(meta, 1);
+    if (adapt_from_header(f, cJSON_GetObjectItemCaseSensitive(h, "subject_adapt"), name, e) != RF_OK) {
+        rf_flow_free(f);
+        return NULL;
+    }
     return f;
 }
 

@@ -9,6 +9,7 @@
 #include <sys/stat.h>
 
 #include "checkpoint.h"
+#include "renflow/adapt.h"
 #include "renflow/train.h"
 
 void rf_train_cfg_default(rf_train_cfg *c) {
@@ -122,6 +123,23 @@ static int prepare_model(rf_flow *f, const rf_matrix *train, const int *labels, 
     return rc;
 }
 
+/* Validation NLL with each validation subject's own statistics: mean -log p(x | y, subject). */
+static double val_nll_adapted(const rf_flow *f, const rf_matrix *val, const int *labels, const int *subjects, rf_err *e) {
+    const int C = f->base.n_classes;
+    float *lpc = malloc(sizeof(float) * ((size_t)val->n * C + 1)), *lpx = malloc(sizeof(float) * ((size_t)val->n + 1));
+    double r = NAN;
+    if (!lpc || !lpx) {
+        rf_err_set(e, RF_ENOMEM, "out of memory");
+    } else if (!rf_adapt_log_likelihood(f, val, subjects, lpc, lpx, e)) {
+        double s = 0;
+        for (int i = 0; i < val->n; i++) s += labels ? lpc[(size_t)i * C + labels[i]] : lpx[i];
+        r = val->n > 0 ? -s / val->n : NAN;
+    }
+    free(lpc);
+    free(lpx);
+    return r;
+}
+
 int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const rf_matrix *val,
              const int *val_labels, const rf_train_cfg *cfg, rf_train_result *res, rf_err *e) {
     memset(res, 0, sizeof *res);
@@ -135,6 +153,16 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     if (!(cfg->lr > 0) || !isfinite(cfg->lr)) return rf_err_set(e, RF_EARG, "learning rate must be > 0, got %g", (double)cfg->lr);
     if (f->base.kind == RF_BASE_CLASS && !train_labels)
         return rf_err_set(e, RF_EARG, "a class-conditional model needs training labels");
+    if (cfg->subject_adapt) {
+        if (f->base.kind != RF_BASE_CLASS) return rf_err_set(e, RF_EARG, "subject adaptation needs a class-conditional model");
+        if (!cfg->train_subjects || (val && !cfg->val_subjects))
+            return rf_err_set(e, RF_EARG, "subject adaptation needs subject ids of the training%s rows",
+                              val ? " and validation" : "");
+    }
+    /* a subject adaptation belongs to the parameters it was fitted with (renflow/adapt.h) */
+    rf_free(f->adapt_mean);
+    rf_free(f->adapt_log_scale);
+    f->adapt_mean = f->adapt_log_scale = NULL;
     const double t_start = rf_now();
     int resumed_at = -1;
     rf_set_threads(cfg->threads > 0 ? cfg->threads : rf_get_threads());
@@ -151,12 +179,14 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     rf_flow_ws *w = NULL, *we = NULL;
     double t0 = 0, t_train = 0, t_ep = 0;
     long samples = 0;
+    rf_adapt_tables tab = {0};
+    int *rowb = cfg->subject_adapt ? malloc(sizeof(int) * B) : NULL;
     int *idx = malloc(sizeof(int) * train->n), *yb = malloc(sizeof(int) * B);
     float *xb = rf_floats((size_t)B * D, e);
     st.train_curve = calloc((size_t)cfg->epochs, sizeof(double));
     st.val_curve = calloc((size_t)cfg->epochs, sizeof(double));
     st.best_params = rf_floats(f->n_params, e);
-    if (!idx || !yb || !xb || !st.train_curve || !st.val_curve || !st.best_params) {
+    if (!idx || !yb || !xb || !st.train_curve || !st.val_curve || !st.best_params || (cfg->subject_adapt && !rowb)) {
         rc = rf_err_set(e, RF_ENOMEM, "out of memory");
         goto out;
     }
@@ -174,11 +204,17 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     st.best_epoch = -1;
     if (cfg->resume && file_exists(ckpt)) {
         if ((rc = rf_checkpoint_load(ckpt, f, &adam, &st, cfg->epochs, e))) goto out;
+        if (cfg->subject_adapt && (rc = rf_adapt_fit_ex(f, train, NULL, cfg->train_subjects, 1, 0, e))) goto out;
         resumed_at = st.epoch;
         if (cfg->progress)
             fprintf(stderr, "resuming from %s: epoch %d, batch %ld, step %ld\n", ckpt, st.epoch + 1, st.batch_pos, st.step);
     } else {
-        if ((rc = prepare_model(f, train, (cfg->class_init < 0 ? f->base.group != NULL : cfg->class_init) ? train_labels : NULL, cfg, &rng, e))) goto out;
+        const int class_init = cfg->class_init < 0 ? f->base.group != NULL : cfg->class_init;
+        if ((rc = prepare_model(f, train, class_init ? train_labels : NULL, cfg, &rng, e))) goto out;
+        /* with adaptation, the class Gaussians start at the moments of the standardised latents */
+        if (cfg->subject_adapt &&
+            (rc = rf_adapt_fit_ex(f, train, train_labels, cfg->train_subjects, 1, class_init, e)))
+            goto out;
         st.epoch_rng = rng;
         memcpy(st.best_params, f->params, sizeof(float) * f->n_params);
     }
@@ -189,6 +225,15 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
     for (; st.epoch < cfg->epochs; st.epoch++) {
         t_ep = rf_now();
         rng = st.epoch_rng;
+        if (cfg->subject_adapt) { /* this epoch's per-subject maps, from the current parameters */
+            rf_adapt_tables_free(&tab);
+            rf_latent_affine la = {0};
+            if ((rc = rf_adapt_tables_compute(f, train, cfg->train_subjects, &tab, e)) ||
+                (rc = rf_flow_ws_set_latent_affine(w, &(rf_latent_affine){tab.G, rowb, tab.a, tab.b, tab.ld}, e))) {
+                rf_flow_ws_set_latent_affine(w, &la, NULL);
+                goto out;
+            }
+        }
         for (int i = 0; i < train->n; i++) idx[i] = i;
         rf_rng_shuffle(&rng, idx, train->n);
         for (long b = st.batch_pos; b < per_epoch; b++) {
@@ -210,6 +255,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
             for (int i = 0; i < n; i++) {
                 memcpy(xb + (size_t)i * D, train->x + (size_t)idx[lo + i] * D, sizeof(float) * D);
                 if (train_labels) yb[i] = train_labels[idx[lo + i]];
+                if (rowb) rowb[i] = tab.row_s[idx[lo + i]];
             }
             memset(f->grads, 0, sizeof(float) * f->n_params);
             const double loss = rf_flow_loss_grad(f, w, n, xb, train_labels ? yb : NULL, cfg->ce_weight);
@@ -245,7 +291,15 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         t_ep = 0;
         st.batch_pos = 0;
         const double tr = st.epoch_loss_n ? st.epoch_loss_sum / st.epoch_loss_n : NAN;
-        const double vl = val ? rf_eval_nll(f, we, val, val_labels, NULL) : tr;
+        double vl = tr;
+        if (val && cfg->subject_adapt) {
+            if (isnan(vl = val_nll_adapted(f, val, val_labels, cfg->val_subjects, e))) {
+                rc = e ? e->code : RF_EARG;
+                goto out;
+            }
+        } else if (val) {
+            vl = rf_eval_nll(f, we, val, val_labels, NULL);
+        }
         st.train_curve[st.epoch] = tr;
         st.val_curve[st.epoch] = vl;
         st.n_curve = st.epoch + 1;
@@ -307,6 +361,8 @@ out:
     rf_flow_ws_free(w);
     rf_flow_ws_free(we);
     rf_free(st.best_params);
+    rf_adapt_tables_free(&tab);
+    free(rowb);
     free(idx);
     free(yb);
     rf_free(xb);
