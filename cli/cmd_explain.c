@@ -147,6 +147,9 @@ int rf_cli_explain(int argc, char **argv) {
     float *log_prior = NULL;
     cJSON *summary = NULL;
     int code = RF_EXIT_OK, ch_idx[8], n_ch = 0, nchan = 0, T = 0;
+    if (f->adapt_mean)
+        fprintf(stderr, "renflow explain: note: %s adapts to each subject; the explanations use its reference latent "
+                        "space and do not apply per-subject statistics\n", model);
     if (rf_explain_check_model(f, &e)) {
         rf_err_prefix(&e, RF_EARG, "%s", model);
         goto fail;

@@ -472,10 +472,23 @@ static void test_train_in_loop(void **st) {
     assert_true(isfinite(r.best_val_nll));
     rf_train_result_free(&r);
     assert_non_null(f->adapt_mean);
-    for (int g = 0; g < D; g++) {
-        assert_true(f->adapt_mean[g] == 0.0f);
-        assert_true(f->adapt_log_scale[g] == 0.0f);
-    }
+    /* the reference is an average training subject's, not the standard one (the subjects' gains
+     * and offsets differ from 1 and 0) */
+    double dev = 0;
+    for (int g = 0; g < D; g++) dev += fabs(f->adapt_mean[g]) + fabs(f->adapt_log_scale[g]);
+    assert_true(dev > 0.1);
+    /* moving the reference changes no likelihood */
+    float *l1 = malloc(sizeof(float) * 400), *l2 = malloc(sizeof(float) * 400);
+    assert_int_equal(rf_adapt_log_likelihood(f, &te, subj + 800, l1, NULL, &e), RF_OK);
+    float zero[6] = {0}, m0[6], s0[6];
+    memcpy(m0, f->adapt_mean, sizeof m0);
+    memcpy(s0, f->adapt_log_scale, sizeof s0);
+    assert_int_equal(rf_adapt_rereference(f, zero, zero, &e), RF_OK);
+    assert_int_equal(rf_adapt_log_likelihood(f, &te, subj + 800, l2, NULL, &e), RF_OK);
+    for (int i = 0; i < 400; i++) assert_true(fabsf(l1[i] - l2[i]) < 1e-4f * (1 + fabsf(l1[i])));
+    assert_int_equal(rf_adapt_rereference(f, m0, s0, &e), RF_OK);
+    free(l1);
+    free(l2);
     int *pred = malloc(sizeof(int) * 600);
     assert_int_equal(rf_flow_predict_subjects(f, &te, subj + 800, NULL, pred, NULL, &e), RF_OK);
     const double held = balanced(y + 800, pred, 200);

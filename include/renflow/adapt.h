@@ -42,6 +42,16 @@ int rf_adapt_fit(rf_flow *f, const rf_matrix *x, const int *labels, const int *s
 int rf_adapt_fit_ex(rf_flow *f, const rf_matrix *x, const int *labels, const int *subjects, int standard,
                     int refit_classes, rf_err *e);
 
+/* Moves an adapted model's reference to (mean, log_scale) (G each) and re-expresses its class
+ * Gaussians there (mu' = mean + e^(log_scale - lref) (mu - mref), log sigma' = log sigma +
+ * log_scale - lref): every log p(x | c, subject) is unchanged; only the space in which the class
+ * Gaussians are written (and sampled without a subject) moves. */
+int rf_adapt_rereference(rf_flow *f, const float *mean, const float *log_scale, rf_err *e);
+/* The same with the average statistics of the subjects of x as the new reference (after
+ * training with adaptation in the loop, so that sampling and explanations without a subject use
+ * a typical training subject rather than the standard one). */
+int rf_adapt_reference_to_average(rf_flow *f, const rf_matrix *x, const int *subjects, rf_err *e);
+
 /* Per-subject maps for training with adaptation (rf_flow_ws_set_latent_affine): for the rows of
  * x and the model's current parameters and reference (f->adapt_mean / adapt_log_scale),
  * row_s[i] is row i's subject index and a, b, ld (S x G, S x G, S) the maps onto the reference. */

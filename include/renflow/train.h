@@ -63,8 +63,9 @@ typedef struct rf_train_cfg {
      * At the start of every epoch each training subject's latent statistics are computed with
      * the current parameters and every row's latent is standardised with its subject's
      * statistics before the base (zero mean, unit scale per latent group); validation uses its
-     * own subjects' statistics. The model keeps that standard reference, so eval and cv adapt
-     * every new subject the same way. Needs subject ids of the training rows (and of the
+     * own subjects' statistics. At the end the class Gaussians are re-expressed in the latent
+     * space of an average training subject (rf_adapt_reference_to_average: same likelihoods),
+     * and eval and cv adapt every new subject the same way. Needs subject ids of the training rows (and of the
      * validation rows when there are any). A resume in the middle of an epoch recomputes the
      * statistics with the parameters at that point, so it is not bit-identical to a run that was
      * not interrupted (one at an epoch boundary is). */

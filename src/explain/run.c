@@ -1107,6 +1107,9 @@ int rf_explain_run(const rf_flow *f, const rf_dataset *d, const rf_explain_opts 
     if (o->data_path) cJSON_AddStringToObject(r.root, "data", o->data_path);
     cJSON_AddStringToObject(r.root, "flow", rf_flow_type_name(f->spec.type));
     cJSON_AddStringToObject(r.root, "kind", r.windows ? "windows" : "features");
+    /* explanations work in the model's reference latent space: an adapted model's per-subject
+     * statistics (renflow/adapt.h) are not applied to the windows explained here */
+    if (f->adapt_mean) cJSON_AddStringToObject(r.root, "subject_adapt", "reference subject; per-subject statistics not applied");
     cJSON_AddNumberToObject(r.root, "rows", n);
     cJSON_AddNumberToObject(r.root, "dim", D);
     if (r.windows) {

@@ -202,6 +202,59 @@ out:
     return rc;
 }
 
+int rf_adapt_rereference(rf_flow *f, const float *mean, const float *log_scale, rf_err *e) {
+    if (f->base.kind != RF_BASE_CLASS || !f->adapt_mean || !f->adapt_log_scale)
+        return rf_err_set(e, RF_EARG, "subject adaptation: the model has no reference to move");
+    const int G = rf_adapt_n_groups(f), C = f->base.n_classes;
+    if (f->base.n_groups != G) return rf_err_set(e, RF_EARG, "subject adaptation: base groups and latent groups differ");
+    for (int g = 0; g < G; g++)
+        if (!isfinite(mean[g]) || !isfinite(log_scale[g]))
+            return rf_err_set(e, RF_EARG, "subject adaptation: reference of group %d is not finite", g);
+    float *p = f->params + f->base.offset;
+    const size_t half = f->base.n_params / 2;
+    for (int g = 0; g < G; g++) {
+        const double dl = (double)log_scale[g] - f->adapt_log_scale[g], a = exp(dl);
+        for (int c = 0; c < C; c++) {
+            float *mu = p + (size_t)c * G + g, *ls = p + half + (size_t)c * G + g;
+            *mu = (float)(mean[g] + a * ((double)*mu - f->adapt_mean[g]));
+            *ls = (float)(*ls + dl);
+        }
+        f->adapt_mean[g] = mean[g];
+        f->adapt_log_scale[g] = log_scale[g];
+    }
+    return RF_OK;
+}
+
+int rf_adapt_reference_to_average(rf_flow *f, const rf_matrix *x, const int *subjects, rf_err *e) {
+    int rc = check_model(f, x, e);
+    if (rc) return rc;
+    const int G = rf_adapt_n_groups(f);
+    float *z = rf_floats((size_t)x->n * f->D + 1, e), *rm = rf_floats((size_t)G, e), *rl = rf_floats((size_t)G, e);
+    stats st = {0};
+    if (!z || !rm || !rl) {
+        rc = e ? e->code : RF_ENOMEM;
+        goto out;
+    }
+    if ((rc = encode_all(f, x, z, NULL, e)) || (rc = subject_stats(f, x->n, z, subjects, &st, e))) goto out;
+    for (int g = 0; g < G; g++) {
+        double m = 0, l = 0;
+        for (int s = 0; s < st.S; s++) {
+            m += st.mean[(size_t)s * G + g];
+            l += st.lsd[(size_t)s * G + g];
+        }
+        rm[g] = (float)(m / st.S);
+        rl[g] = (float)(l / st.S);
+    }
+    rc = rf_adapt_rereference(f, rm, rl, e);
+out:
+    stats_free(&st);
+    rf_free(z);
+    rf_free(rm);
+    rf_free(rl);
+    if (rc) rf_err_prefix(e, rc, "subject adaptation");
+    return rc;
+}
+
 int rf_adapt_fit(rf_flow *f, const rf_matrix *x, const int *labels, const int *subjects, rf_err *e) {
     return rf_adapt_fit_ex(f, x, labels, subjects, 0, 1, e);
 }

@@ -337,7 +337,17 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         }
     }
     if (st.best_epoch >= 0) memcpy(f->params, st.best_params, sizeof(float) * f->n_params);
-    else if (cfg->out_path) {
+    if (cfg->subject_adapt) {
+        /* the class Gaussians were learnt in the standardised space; write them in the space of an
+         * average training subject (same likelihoods), so that sampling and explanations without
+         * a subject are in the units of the data */
+        if ((rc = rf_adapt_reference_to_average(f, train, cfg->train_subjects, e))) goto out;
+        if (cfg->out_path && st.best_epoch >= 0) {
+            record_train_time(f, t_start, resumed_at);
+            if ((rc = rf_flow_save(f, cfg->out_path, e))) goto out;
+        }
+    }
+    if (st.best_epoch < 0 && cfg->out_path) {
         record_train_time(f, t_start, resumed_at);
         if ((rc = rf_flow_save(f, cfg->out_path, e))) goto out;
     }
