@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../src/nn/conv1d.h"
 #include "renflow/tsflow.h"
 
 static void randn(float *x, size_t n, float s, uint64_t seed) {
@@ -227,6 +228,225 @@ static void test_conv1d_layouts(void **s) {
     }
 }
 
+/* ------------------------------------------------------------------ grid path */
+
+/* Position-major (n*T x C) -> grid buffer (conv1d.h) with zero padding. */
+static void to_grid(const rf_conv1d_grid *g, int C, const float *pm, float *buf) {
+    rf_conv1d_grid_clear(g, C, buf);
+    for (int i = 0; i < g->n; i++)
+        for (int c = 0; c < C; c++)
+            for (int t = 0; t < g->T; t++)
+                buf[rf_conv1d_grid_at(g, C, i) + (size_t)c * g->row + t] = pm[((size_t)i * g->T + t) * C + c];
+}
+
+/* Grid buffer -> position-major, the samples only. */
+static void from_grid(const rf_conv1d_grid *g, int C, const float *buf, float *pm) {
+    for (int i = 0; i < g->n; i++)
+        for (int c = 0; c < C; c++)
+            for (int t = 0; t < g->T; t++)
+                pm[((size_t)i * g->T + t) * C + c] = buf[rf_conv1d_grid_at(g, C, i) + (size_t)c * g->row + t];
+}
+
+static void fill_nan(float *x, size_t n) {
+    for (size_t i = 0; i < n; i++) x[i] = NAN;
+}
+
+/* The grid forward / backward (direct convolution kernels) against the double reference. Every
+ * buffer the net may write or read besides its inputs' samples starts as NaN (outputs, cache,
+ * scratch), so a read of a padding position that is not zero, or of something never written,
+ * shows up. min_blocks: the batch must span at least that many blocks. */
+static void check_grid_case(int c_in, int hidden, int c_out, int n_hidden, int T, int kernel,
+                            int dilation, rf_act act, int residual, int n, int min_blocks) {
+    rf_conv1d_cfg cfg = {.c_in = c_in, .c_out = c_out, .length = T, .hidden = hidden,
+                         .n_hidden = n_hidden, .kernel = kernel, .dilation = dilation, .act = act,
+                         .residual = residual};
+    rf_err e;
+    rf_conv1d *m = rf_conv1d_create(&cfg, &e);
+    if (!m) fail_msg("conv1d: %s", e.msg);
+    const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
+    assert_true(g.blocks >= min_blocks);
+    assert_int_equal(g.row % 16, 0);
+    assert_true(g.front >= g.pad);
+    const size_t P = rf_conv1d_n_params(m), nr = (size_t)n * T, NI = nr * c_in, NO = nr * c_out;
+    const size_t GI = rf_conv1d_grid_floats(&g, c_in), GO = rf_conv1d_grid_floats(&g, c_out);
+    const size_t NC = rf_conv1d_grid_cache_floats(m, n);
+    const size_t fsn = rf_conv1d_grid_forward_scratch_floats(m, n);
+    const size_t bsn = rf_conv1d_grid_backward_scratch_floats(m, n);
+    float *p = rf_floats(P, NULL), *x = rf_floats(NI, NULL), *dout = rf_floats(NO, NULL);
+    float *xg = rf_floats(GI, NULL), *og = rf_floats(GO, NULL), *og2 = rf_floats(GO, NULL);
+    float *dg = rf_floats(GO, NULL), *dxg = rf_floats(GI, NULL), *dxg2 = rf_floats(GI, NULL);
+    float *cache = rf_floats(NC, NULL), *fs = rf_floats(fsn, NULL), *bs = rf_floats(bsn, NULL);
+    float *out = rf_floats(NO, NULL), *dx = rf_floats(NI, NULL), *dp = rf_floats(P, NULL);
+    float *dp2 = rf_floats(P, NULL), *dp3 = rf_floats(P, NULL);
+    double *ref = malloc(sizeof(double) * NO), *rdx = malloc(sizeof(double) * NI);
+    double *rdp = malloc(sizeof(double) * P);
+    randn(p, P, 0.4f, 500 + (uint64_t)kernel * 7 + (uint64_t)dilation);
+    randn(x, NI, 1.0f, 600 + (uint64_t)T);
+    randn(dout, NO, 1.0f, 700 + (uint64_t)n);
+    fill_nan(xg, GI);
+    fill_nan(dg, GO);
+    to_grid(&g, c_in, x, xg);
+    to_grid(&g, c_out, dout, dg);
+    fill_nan(og, GO);
+    fill_nan(cache, NC);
+    fill_nan(fs, fsn);
+    fill_nan(bs, bsn);
+    fill_nan(dxg, GI);
+    rf_conv1d_grid_forward(m, p, n, xg, og, cache, fs);
+    conv_reference(&cfg, p, P, n, x, dout, ref, rdx, rdp);
+    from_grid(&g, c_out, og, out);
+    const double ef = max_rel(ref, out, NO, 0, (int)nr, c_out);
+    for (size_t i = 0; i < P; i++) dp[i] = 0.5f;
+    rf_conv1d_grid_backward(m, p, n, xg, dg, dxg, dp, cache, bs);
+    for (size_t i = 0; i < P; i++) dp[i] -= 0.5f;
+    from_grid(&g, c_in, dxg, dx);
+    const double ex = max_rel(rdx, dx, NI, 0, (int)nr, c_in);
+    const double ep = max_rel(rdp, dp, P, 0, 1, 1);
+    printf("[grid %dx%d->%d h%d L%d k%d d%d %s res%d n%d: %d blocks of %d, row %zu] forward %.1e, "
+           "dx %.1e, dparams %.1e\n",
+           c_in, T, c_out, hidden, n_hidden, kernel, dilation, rf_act_name(act), residual, n,
+           g.blocks, g.seqs, g.row, ef, ex, ep);
+    assert_true(ef < 2e-5);
+    assert_true(ex < 1e-4);
+    assert_true(ep < 1e-4);
+    /* same inputs, same bits; dx == NULL leaves dparams as they were with dx */
+    fill_nan(og2, GO);
+    rf_conv1d_grid_forward(m, p, n, xg, og2, cache, fs);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < c_out; c++) {
+            const size_t o = rf_conv1d_grid_at(&g, c_out, i) + (size_t)c * g.row;
+            assert_memory_equal(og + o, og2 + o, sizeof(float) * (size_t)T);
+        }
+    memset(dp2, 0, sizeof(float) * P);
+    memset(dp3, 0, sizeof(float) * P);
+    fill_nan(dxg2, GI);
+    rf_conv1d_grid_backward(m, p, n, xg, dg, dxg2, dp2, cache, bs);
+    rf_conv1d_grid_backward(m, p, n, xg, dg, NULL, dp3, cache, bs);
+    assert_memory_equal(dp2, dp3, sizeof(float) * P);
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < c_in; c++) {
+            const size_t o = rf_conv1d_grid_at(&g, c_in, i) + (size_t)c * g.row;
+            assert_memory_equal(dxg + o, dxg2 + o, sizeof(float) * (size_t)T);
+        }
+    free(ref);
+    free(rdx);
+    free(rdp);
+    rf_free(p);
+    rf_free(x);
+    rf_free(dout);
+    rf_free(xg);
+    rf_free(og);
+    rf_free(og2);
+    rf_free(dg);
+    rf_free(dxg);
+    rf_free(dxg2);
+    rf_free(cache);
+    rf_free(fs);
+    rf_free(bs);
+    rf_free(out);
+    rf_free(dx);
+    rf_free(dp);
+    rf_free(dp2);
+    rf_free(dp3);
+    rf_conv1d_free(m);
+}
+
+static void test_conv1d_grid_kernels(void **s) {
+    (void)s;
+    /* kernels 1..7, dilations 1..3, odd channel counts (7 hidden: a register tile of 6 and one
+     * of 1; 5 outputs: one tile of 5), ReLU with its fused epilogues */
+    for (int k = 1; k <= 7; k += 2)
+        for (int d = 1; d <= 3; d++) {
+            if (k == 1 && d > 1) continue;
+            check_grid_case(3, 7, 5, 2, 13, k, d, RF_ACT_RELU, (k + d) % 2, 45, 1);
+        }
+}
+
+static void test_conv1d_grid_shapes(void **s) {
+    (void)s;
+    /* several blocks (sequences of 301: 3 blocks of 8, 8, 7 at 3072 positions), the last one
+     * partial */
+    check_grid_case(5, 9, 4, 2, 301, 5, 2, RF_ACT_RELU, 1, 23, 2);
+    check_grid_case(5, 9, 4, 2, 301, 3, 1, RF_ACT_TANH, 1, 23, 2);
+    check_grid_case(5, 7, 6, 3, 9, 3, 2, RF_ACT_GELU, 0, 31, 1); /* 3 hidden layers, no residual */
+    check_grid_case(4, 6, 3, 1, 70, 7, 3, RF_ACT_RELU, 0, 50, 2); /* 1 hidden layer */
+    check_grid_case(2, 3, 2, 1, 3100, 7, 3, RF_ACT_RELU, 1, 3, 3); /* a sequence longer than a block */
+    check_grid_case(19, 38, 38, 2, 128, 5, 1, RF_ACT_RELU, 1, 30, 2); /* the benchmark shape */
+    check_grid_case(1, 1, 1, 1, 1, 3, 1, RF_ACT_TANH, 1, 2, 1); /* length 1: every tap but one pads */
+    check_grid_case(3, 5, 4, 2, 6, 7, 3, RF_ACT_RELU, 1, 1, 1); /* taps reach past both ends */
+    check_grid_case(13, 17, 11, 2, 33, 5, 1, RF_ACT_RELU, 1, 7, 1); /* odd everything */
+}
+
+/* The pointwise (1x1) kernels against double loops: y_i = W x_i (and W^T x_i), dW += sum dy_i
+ * x_i^T, over rows ldr floats apart whose floats past the block are left alone. */
+static void check_pointwise(int n, int O, int C, int T) {
+    assert_true(rf_conv1d_pointwise_ok(T));
+    const int M = O > C ? O : C;
+    const size_t ldr = (size_t)M * T + 7, N = (size_t)n * ldr;
+    float *W = rf_floats((size_t)O * C, NULL), *x = rf_floats(N, NULL), *y = rf_floats(N, NULL);
+    float *yt = rf_floats(N, NULL), *dy = rf_floats(N, NULL), *dW = rf_floats((size_t)O * C, NULL);
+    float *scr = rf_floats((size_t)O * C, NULL);
+    randn(W, (size_t)O * C, 0.5f, 901);
+    randn(x, N, 1.0f, 902);
+    randn(dy, N, 1.0f, 903);
+    for (size_t i = 0; i < N; i++) y[i] = yt[i] = 12345.0f;
+    rf_conv1d_pointwise(n, O, C, T, W, 0, x, ldr, y, scr);
+    /* transposed: W read as (O x C) gives W^T (C x O) times an O-channel input */
+    rf_conv1d_pointwise(n, C, O, T, W, 1, dy, ldr, yt, scr);
+    for (int i = 0; i < O * C; i++) dW[i] = 0.25f;
+    rf_conv1d_pointwise_dw(n, O, C, T, dy, x, ldr, dW);
+    double ef = 0, et = 0, ew = 0, sc = 1;
+    for (int i = 0; i < n; i++)
+        for (int t = 0; t < T; t++) {
+            for (int o = 0; o < O; o++) {
+                double r = 0;
+                for (int c = 0; c < C; c++) r += (double)W[o * C + c] * x[i * ldr + (size_t)c * T + t];
+                ef = fmax(ef, fabs(r - y[i * ldr + (size_t)o * T + t]));
+                sc = fmax(sc, fabs(r));
+            }
+            for (int c = 0; c < C; c++) {
+                double r = 0;
+                for (int o = 0; o < O; o++) r += (double)W[o * C + c] * dy[i * ldr + (size_t)o * T + t];
+                et = fmax(et, fabs(r - yt[i * ldr + (size_t)c * T + t]));
+            }
+        }
+    for (int o = 0; o < O; o++)
+        for (int c = 0; c < C; c++) {
+            double r = 0.25;
+            for (int i = 0; i < n; i++)
+                for (int t = 0; t < T; t++)
+                    r += (double)dy[i * ldr + (size_t)o * T + t] * x[i * ldr + (size_t)c * T + t];
+            ew = fmax(ew, fabs(r - dW[o * C + c]) / fmax(1.0, fabs(r)));
+        }
+    printf("[pointwise n%d %d<-%d T%d] forward %.1e, transposed %.1e, dW %.1e\n", n, O, C, T, ef / sc,
+           et / sc, ew);
+    assert_true(ef / sc < 1e-5);
+    assert_true(et / sc < 1e-5);
+    assert_true(ew < 1e-4);
+    for (int i = 0; i < n; i++) {
+        for (size_t j = (size_t)O * T; j < ldr; j++) assert_true(y[i * ldr + j] == 12345.0f);
+        for (size_t j = (size_t)C * T; j < ldr; j++) assert_true(yt[i * ldr + j] == 12345.0f);
+    }
+    rf_free(W);
+    rf_free(x);
+    rf_free(y);
+    rf_free(yt);
+    rf_free(dy);
+    rf_free(dW);
+    rf_free(scr);
+}
+
+static void test_conv1d_pointwise(void **s) {
+    (void)s;
+    assert_false(rf_conv1d_pointwise_ok(8));
+    assert_false(rf_conv1d_pointwise_ok(40));
+    check_pointwise(9, 7, 3, 16);   /* one vector per row: tiles span rows; 7 = 6 + 1 outputs */
+    check_pointwise(5, 13, 38, 48); /* 3 vectors per row, a tile of 4 spans two rows */
+    check_pointwise(3, 38, 38, 128);
+    check_pointwise(1, 1, 5, 80);
+    check_pointwise(300, 5, 4, 32); /* more rows than a dW run holds */
+}
+
 /* ------------------------------------------------------------------ ts coupling */
 
 typedef struct {
@@ -362,11 +582,99 @@ static void test_ts_coupling_paths(void **s) {
     check_coupling(1, 0.0f); /* spline */
 }
 
+/* ts_conv1x1 on a length that takes the pointwise kernels (T = 32): inverse round trip, log-det,
+ * and the backward against finite differences (the whole row, tail included). */
+static void test_ts_conv1x1_pointwise(void **s) {
+    (void)s;
+    const int C = 7, T = 32, D = C * T + 5, n = 4;
+    rf_rng r;
+    rf_rng_seed(&r, 21);
+    rf_layer *l = rf_ts_conv1x1_create(D, C, T, &r, NULL);
+    assert_non_null(l);
+    const size_t P = l->n_params, N = (size_t)n * D;
+    float *p = rf_floats(P, NULL), *x = rf_floats(N, NULL), *y = rf_floats(N, NULL);
+    float *x2 = rf_floats(N, NULL), *ly = rf_floats(N, NULL), *ld = rf_floats(n, NULL);
+    float *ld2 = rf_floats(n, NULL), *lld = rf_floats(n, NULL);
+    float *scr = rf_floats(l->ops->scratch_floats(l, n), NULL);
+    float *w = rf_floats(N, NULL), *v = rf_floats(n, NULL), *dx = rf_floats(N, NULL);
+    float *dp = rf_floats(P, NULL);
+    l->ops->init_params(l, p, &r);
+    for (size_t i = 0; i < P; i++) p[i] += 0.1f * (float)rf_rng_normal(&r);
+    randn(x, N, 1.0f, 31);
+    randn(w, N, 1.0f, 32);
+    randn(v, n, 1.0f, 33);
+    memset(ld, 0, sizeof(float) * n);
+    memset(ld2, 0, sizeof(float) * n);
+    l->ops->forward(l, p, n, x, y, ld, NULL, scr);
+    l->ops->inverse(l, p, n, y, x2, ld2, scr);
+    double erx = 0, moved = 0;
+    for (size_t i = 0; i < N; i++) {
+        erx = fmax(erx, fabs(x2[i] - x[i]));
+        moved = fmax(moved, fabs(y[i] - x[i]));
+    }
+    memset(dp, 0, sizeof(float) * P);
+    l->ops->backward(l, p, n, x, w, v, dx, dp, NULL, scr);
+    cp_ctx c = {l, p, NULL, scr, ly, lld, n, w, v};
+    const float h = 1e-2f;
+    double *ga = malloc(sizeof(double) * (N > P ? N : P)), *gn = malloc(sizeof(double) * (N > P ? N : P));
+    for (size_t i = 0; i < N; i++) {
+        const float s0 = x[i];
+        x[i] = s0 + h;
+        const double Lp = cp_loss(&c, x);
+        x[i] = s0 - h;
+        const double Lm = cp_loss(&c, x);
+        x[i] = s0;
+        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
+        ga[i] = dx[i];
+    }
+    const double gx = rel_err(ga, gn, N);
+    for (size_t i = 0; i < P; i++) {
+        const float s0 = p[i];
+        p[i] = s0 + h;
+        const double Lp = cp_loss(&c, x);
+        p[i] = s0 - h;
+        const double Lm = cp_loss(&c, x);
+        p[i] = s0;
+        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
+        ga[i] = dp[i];
+    }
+    const double gp = rel_err(ga, gn, P);
+    printf("[ts_conv1x1 %dx%d] moved %.2f, round trip %.1e, log-det %.1e, grad_x %.1e, grad_p %.1e\n", C, T,
+           moved, erx, fabs(ld[0] + ld2[0]), gx, gp);
+    assert_true(moved > 0.05);
+    assert_true(erx < 1e-4);
+    assert_true(fabs(ld[0] + ld2[0]) < 1e-3);
+    assert_true(gx < 1e-2);
+    assert_true(gp < 1e-2);
+    for (int i = 0; i < n; i++)
+        for (int j = C * T; j < D; j++) assert_true(y[(size_t)i * D + j] == x[(size_t)i * D + j]);
+    free(ga);
+    free(gn);
+    rf_free(p);
+    rf_free(x);
+    rf_free(y);
+    rf_free(x2);
+    rf_free(ly);
+    rf_free(ld);
+    rf_free(ld2);
+    rf_free(lld);
+    rf_free(scr);
+    rf_free(w);
+    rf_free(v);
+    rf_free(dx);
+    rf_free(dp);
+    rf_layer_free(l);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_conv1d_kernels),
         cmocka_unit_test(test_conv1d_layouts),
+        cmocka_unit_test(test_conv1d_grid_kernels),
+        cmocka_unit_test(test_conv1d_grid_shapes),
+        cmocka_unit_test(test_conv1d_pointwise),
         cmocka_unit_test(test_ts_coupling_paths),
+        cmocka_unit_test(test_ts_conv1x1_pointwise),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -5,7 +5,10 @@
  * Params: one C x C matrix whose strict lower triangle is L (unit diagonal implied), strict
  * upper triangle U and diagonal logs. The row permutation P (W[r] = (L U1)[p[r]]) and sign are
  * fixed at creation from the LU factorisation of a random rotation (LAPACK), so a fresh layer
- * is a rotation (log|det| = 0). */
+ * is a rotation (log|det| = 0).
+ * Y = W X (forward) and W^T dY, dW (backward) run over all rows at once with the pointwise
+ * convolution kernels of src/nn/conv1d.h when T is a multiple of 16, else as one small GEMM per
+ * row. */
 #include <cblas.h>
 #include <cjson/cJSON.h>
 #include <lapacke.h>
@@ -14,6 +17,7 @@
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "../nn/conv1d.h"
 #include "renflow/tsflow.h"
 
 int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
@@ -34,10 +38,11 @@ static size_t c1_cache(const rf_layer *l, int n) {
     return 0;
 }
 
+/* lu | tmp | w | b | packed weights of the pointwise kernel */
 static size_t c1_scratch(const rf_layer *l, int n) {
     (void)n;
     const c1_impl *m = l->impl;
-    return 4 * (size_t)m->C * m->C;
+    return 5 * (size_t)m->C * m->C;
 }
 
 /* lu <- L (strict lower) combined with U1 = U + diag(sign e^logs) (upper incl. diagonal). */
@@ -77,8 +82,13 @@ static void c1_forward(const rf_layer *l, const float *p, int n, const float *x,
     float *lu = scratch, *tmp = lu + C * C, *w = tmp + C * C;
     c1_combined(m, p, lu);
     c1_weight(m, lu, tmp, w);
-    for (int i = 0; i < n; i++)
-        rf_gemm(0, 0, C, T, C, 1.0f, w, C, x + (size_t)i * D, T, 0.0f, y + (size_t)i * D, T);
+    /* every row's C x T block times W: the pointwise conv kernel when T suits it (all rows in
+     * one pass), else one small GEMM per row */
+    if (rf_conv1d_pointwise_ok(T))
+        rf_conv1d_pointwise(n, C, C, T, w, 0, x, (size_t)D, y, w + 2 * C * C);
+    else
+        for (int i = 0; i < n; i++)
+            rf_gemm(0, 0, C, T, C, 1.0f, w, C, x + (size_t)i * D, T, 0.0f, y + (size_t)i * D, T);
     rf_ts_copy_tail(n, D, C * T, x, y);
     const float ld = c1_logdet(m, p);
     for (int i = 0; i < n; i++) logdet[i] += ld;
@@ -116,13 +126,20 @@ static void c1_backward(const rf_layer *l, const float *p, int n, const float *x
     float *lu = scratch, *a = lu + C * C, *w = a + C * C, *b = w + C * C;
     c1_combined(m, p, lu);
     c1_weight(m, lu, a, w);
-    for (int i = 0; i < n; i++)
-        rf_gemm(1, 0, C, T, C, 1.0f, w, C, dy + (size_t)i * D, T, 0.0f, dx + (size_t)i * D, T);
+    const int pw = rf_conv1d_pointwise_ok(T);
+    if (pw)
+        rf_conv1d_pointwise(n, C, C, T, w, 1, dy, (size_t)D, dx, b + C * C);
+    else
+        for (int i = 0; i < n; i++)
+            rf_gemm(1, 0, C, T, C, 1.0f, w, C, dy + (size_t)i * D, T, 0.0f, dx + (size_t)i * D, T);
     rf_ts_copy_tail(n, D, C * T, dy, dx);
     /* w <- dW */
     memset(w, 0, sizeof(float) * C * C);
-    for (int i = 0; i < n; i++)
-        rf_gemm(0, 1, C, C, T, 1.0f, dy + (size_t)i * D, T, x + (size_t)i * D, T, 1.0f, w, C);
+    if (pw)
+        rf_conv1d_pointwise_dw(n, C, C, T, dy, x, (size_t)D, w);
+    else
+        for (int i = 0; i < n; i++)
+            rf_gemm(0, 1, C, C, T, 1.0f, dy + (size_t)i * D, T, x + (size_t)i * D, T, 1.0f, w, C);
     for (int i = 0; i < C; i++) memcpy(a + (size_t)m->p[i] * C, w + (size_t)i * C, sizeof(float) * C);
     memcpy(b, a, sizeof(float) * C * C);
     cblas_strmm(CblasRowMajor, CblasRight, CblasUpper, CblasTrans, CblasNonUnit, C, C, 1.0f, lu, C,

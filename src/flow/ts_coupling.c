@@ -6,14 +6,17 @@
  *   log|det| = sum_{c, t} log f'(x_b[c, t]),
  * with f affine (soft-clamped log-scale) or a rational-quadratic spline (xform.h). The net's last
  * layer is zero-initialised and theta = 0 is the identity, so a fresh layer is the identity.
- * The conv net works position-major: its input is x_a transposed to (n*T x ca). Its output theta
- * is, for the spline, position-major (n*T x cb*nt), so each element's nt parameters are
- * contiguous; for the affine transform channel-major over the batch (cb*2 x n*T: row 2c holds the
- * raw log-scales of channel c, row 2c+1 its shifts, each along i*T + t), so the transform runs
- * vectorised along the time steps of a channel, which are contiguous in x and y too.
- * Cache: x_a (n*T x ca) | theta (n*T x cb*nt) | conv cache. In training (forward with a cache)
- * the affine layer replaces theta there by what the backward needs, (tanh(raw / clamp), exp(s))
- * in the rows (2c, 2c+1), so the backward evaluates no transcendental function. */
+ * Spline: the conv net works position-major (rf_conv1d_forward): its input is x_a transposed to
+ * (n*T x ca), its output theta (n*T x cb*nt), so each element's nt parameters are contiguous.
+ * Affine: the net runs on grid buffers (src/nn/conv1d.h: channel-major blocks of whole sequences
+ * with zero padding between them, direct convolution kernels): x_a is copied in channel by
+ * channel (contiguous runs of T samples), and theta comes out with 2 cb channels, channel 2c the
+ * raw log-scales of channel c and 2c+1 its shifts, each sequence's T steps contiguous, so the
+ * transform runs vectorised along the time steps of a channel, which are contiguous in x and y
+ * too; dtheta goes back the same way (zero padding set before the net's backward).
+ * Cache: x_a | theta | conv cache (grid buffers for the affine layer). In training (forward with
+ * a cache) the affine layer replaces theta there by what the backward needs, (tanh(raw / clamp),
+ * exp(s)) in the channels (2c, 2c+1), so the backward evaluates no transcendental function. */
 /* No floating-point traps are used anywhere; without the assumption that they might be, GCC
  * vectorises the branch-free exp/tanh loops of xform.h (see coupling.c). */
 #pragma GCC optimize("no-trapping-math")
@@ -23,6 +26,7 @@
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "../nn/conv1d.h"
 #include "renflow/tsflow.h"
 #include "xform.h"
 
@@ -41,18 +45,39 @@ typedef struct {
 
 static size_t nT(const tc_impl *c, int n) { return (size_t)(n > 0 ? n : 0) * (size_t)c->T; }
 
+static int tc_affine(const tc_impl *c) { return c->xf.kind == RF_XFORM_AFFINE; }
+
+/* Floats of x_a and of theta in the cache (the affine layer's are grid buffers, conv1d.h). */
+static void tc_parts(const tc_impl *c, int n, size_t *xa, size_t *th) {
+    if (tc_affine(c)) {
+        const rf_conv1d_grid g = rf_conv1d_grid_of(c->net, n);
+        *xa = rf_conv1d_grid_floats(&g, c->ca);
+        *th = rf_conv1d_grid_floats(&g, c->cb * c->nt);
+    } else {
+        *xa = nT(c, n) * c->ca;
+        *th = nT(c, n) * c->cb * c->nt;
+    }
+}
+
 static size_t tc_cache(const rf_layer *l, int n) {
     const tc_impl *c = l->impl;
-    return nT(c, n) * ((size_t)c->ca + (size_t)c->cb * c->nt) + rf_conv1d_cache_floats(c->net, n);
+    size_t xa, th;
+    tc_parts(c, n, &xa, &th);
+    return xa + th + (tc_affine(c) ? rf_conv1d_grid_cache_floats(c->net, n)
+                                   : rf_conv1d_cache_floats(c->net, n));
 }
 
 /* Forward without a cache (inference, memory-saving forward, inverse): [cache | conv scratch].
  * Backward: [dtheta | dx_a | conv backward scratch]. */
 static size_t tc_scratch(const rf_layer *l, int n) {
     const tc_impl *c = l->impl;
-    const size_t f = tc_cache(l, n) + rf_conv1d_forward_scratch_floats(c->net, n);
-    const size_t b = nT(c, n) * ((size_t)c->cb * c->nt + (size_t)c->ca) +
-                     rf_conv1d_backward_scratch_floats(c->net, n);
+    size_t xa, th;
+    tc_parts(c, n, &xa, &th);
+    const int a = tc_affine(c);
+    const size_t f = tc_cache(l, n) + (a ? rf_conv1d_grid_forward_scratch_floats(c->net, n)
+                                         : rf_conv1d_forward_scratch_floats(c->net, n));
+    const size_t b = th + xa + (a ? rf_conv1d_grid_backward_scratch_floats(c->net, n)
+                                  : rf_conv1d_backward_scratch_floats(c->net, n));
     return f > b ? f : b;
 }
 
@@ -65,7 +90,20 @@ static void tc_init(const rf_layer *l, float *p, rf_rng *rng) {
 static float *tc_condition(const tc_impl *c, const float *p, int n, int D, const float *in,
                            float *buf, float *conv_scratch) {
     const int T = c->T, ca = c->ca;
-    float *xa = buf, *th = xa + nT(c, n) * ca, *cc = th + nT(c, n) * c->cb * c->nt;
+    size_t nxa, nth;
+    tc_parts(c, n, &nxa, &nth);
+    float *xa = buf, *th = xa + nxa, *cc = th + nth;
+    if (tc_affine(c)) {
+        const rf_conv1d_grid g = rf_conv1d_grid_of(c->net, n);
+        rf_conv1d_grid_clear(&g, ca, xa);
+        for (int i = 0; i < n; i++) {
+            float *dst = xa + rf_conv1d_grid_at(&g, ca, i);
+            for (int ch = 0; ch < ca; ch++)
+                memcpy(dst + (size_t)ch * g.row, in + (size_t)i * D + (size_t)ch * T, sizeof(float) * (size_t)T);
+        }
+        rf_conv1d_grid_forward(c->net, p, n, xa, th, cc, conv_scratch);
+        return th;
+    }
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
     for (int i = 0; i < n; i++)
         for (int ch = 0; ch < ca; ch++) {
@@ -148,6 +186,13 @@ RF_XFORM_CLONES static void ta_backward(float clamp, int m, const float *restric
     }
 }
 
+/* dx = dy + g (the a channels' gradient: passed through plus through the conditioner). */
+RF_XFORM_CLONES static void ta_add(int m, const float *restrict dy, const float *restrict g,
+                                   float *restrict dx) {
+#pragma omp simd
+    for (int t = 0; t < m; t++) dx[t] = dy[t] + g[t];
+}
+
 #define TA_RUN 256 /* time steps per vectorised run (log-det terms on the stack) */
 
 /* The affine transform of the b channels of every row, forward (inv = 0) or inverse, from the
@@ -156,16 +201,17 @@ RF_XFORM_CLONES static void ta_backward(float clamp, int m, const float *restric
 static void ta_rows(const tc_impl *c, int n, int D, float *th, const float *in, float *out,
                     float *logdet, int keep, int inv) {
     const int T = c->T, ca = c->ca, cb = c->cb;
-    const size_t nr = nT(c, n);
+    const rf_conv1d_grid g = rf_conv1d_grid_of(c->net, n);
     const float clamp = c->xf.clamp;
     float ldb[TA_RUN];
     for (int i = 0; i < n; i++) {
         const float *xi = in + (size_t)i * D;
         float *yi = out + (size_t)i * D;
+        float *thi = th + rf_conv1d_grid_at(&g, 2 * cb, i);
         memcpy(yi, xi, sizeof(float) * (size_t)ca * T);
         double ld = 0;
         for (int ch = 0; ch < cb; ch++) {
-            float *raw = th + (size_t)(2 * ch) * nr + (size_t)i * T, *sh = raw + nr;
+            float *raw = thi + (size_t)(2 * ch) * g.row, *sh = raw + g.row;
             const float *xb = xi + (size_t)(ca + ch) * T;
             float *yb = yi + (size_t)(ca + ch) * T;
             for (int t0 = 0; t0 < T; t0 += TA_RUN) {
@@ -248,26 +294,40 @@ static void tc_backward(const rf_layer *l, const float *p, int n, const float *x
                         float *scratch) {
     const tc_impl *c = l->impl;
     const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
-    const size_t m = nT(c, n);
-    const float *xa = cache, *th = xa + m * ca, *cc = th + m * cb * nt;
-    float *dth = scratch, *dxa = dth + m * cb * nt, *bs = dxa + m * ca;
-    if (c->xf.kind == RF_XFORM_AFFINE) {
-        for (int i = 0; i < n; i++)
-            for (int ch = 0; ch < cb; ch++) {
-                const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
-                const size_t k = (size_t)(2 * ch) * m + (size_t)i * T;
-                ta_backward(c->xf.clamp, T, th + k, th + k + m, x + o, dy + o, dlogdet[i], dx + o,
-                            dth + k, dth + k + m);
-            }
-    } else {
-#pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
+    size_t nxa, nth;
+    tc_parts(c, n, &nxa, &nth);
+    const float *xa = cache, *th = xa + nxa, *cc = th + nth;
+    float *dth = scratch, *dxa = dth + nth, *bs = dxa + nxa;
+    if (tc_affine(c)) {
+        const rf_conv1d_grid g = rf_conv1d_grid_of(c->net, n);
         for (int i = 0; i < n; i++) {
+            const size_t ti = rf_conv1d_grid_at(&g, 2 * cb, i);
             for (int ch = 0; ch < cb; ch++) {
                 const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
-                for (int t = 0; t < T; t++) {
-                    const size_t k = (((size_t)i * T + t) * cb + ch) * nt;
-                    dx[o + t] = rf_xform_backward(&c->xf, th + k, x[o + t], dy[o + t], dlogdet[i], dth + k);
-                }
+                const size_t k = ti + (size_t)(2 * ch) * g.row;
+                ta_backward(c->xf.clamp, T, th + k, th + k + g.row, x + o, dy + o, dlogdet[i],
+                            dx + o, dth + k, dth + k + g.row);
+            }
+        }
+        rf_conv1d_grid_clear(&g, 2 * cb, dth);
+        rf_conv1d_grid_backward(c->net, p, n, xa, dth, dxa, dp, cc, bs);
+        for (int i = 0; i < n; i++) {
+            const float *gi = dxa + rf_conv1d_grid_at(&g, ca, i);
+            for (int ch = 0; ch < ca; ch++) {
+                const size_t o = (size_t)i * D + (size_t)ch * T;
+                ta_add(T, dy + o, gi + (size_t)ch * g.row, dx + o);
+            }
+        }
+        rf_ts_copy_tail(n, D, c->C * T, dy, dx);
+        return;
+    }
+#pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
+    for (int i = 0; i < n; i++) {
+        for (int ch = 0; ch < cb; ch++) {
+            const size_t o = (size_t)i * D + (size_t)(ca + ch) * T;
+            for (int t = 0; t < T; t++) {
+                const size_t k = (((size_t)i * T + t) * cb + ch) * nt;
+                dx[o + t] = rf_xform_backward(&c->xf, th + k, x[o + t], dy[o + t], dlogdet[i], dth + k);
             }
         }
     }
@@ -337,7 +397,7 @@ static rf_layer *tc_create(int D, int C, int T, const rf_conv1d_cfg *cond, const
     k.c_in = c->ca;
     k.c_out = c->cb * c->nt;
     k.length = T;
-    k.out_channel_major = xf->kind == RF_XFORM_AFFINE;
+    k.out_channel_major = 0; /* the affine layer runs the net on grid buffers (conv1d.h) */
     c->net = rf_conv1d_create(&k, e);
     if (!c->net) {
         rf_err_prefix(e, RF_EARG, "ts_coupling conditioner");

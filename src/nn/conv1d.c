@@ -23,7 +23,18 @@
  *
  * Cache: per hidden layer z_l then h_l (n*T x hidden each). Forward scratch: one block's im2col
  * buffer. Backward scratch: a block's im2col / dcol buffer, dh and dz (block rows x hidden each).
- * No OpenMP here: the flow runs one shard of rows per thread (src/flow/flow_ws.c). */
+ * No OpenMP here: the flow runs one shard of rows per thread (src/flow/flow_ws.c).
+ *
+ * The second half of the file is another implementation of the same network on the padded
+ * channel-major "grid" layout (conv1d.h), with direct convolution kernels instead of im2col +
+ * GEMM; the affine time-series coupling uses it. The pointwise (1x1) kernels at the very end
+ * serve the 1x1 convolution over channels (src/flow/ts_conv1x1.c). */
+/* The grid path's kernels rely on a * b + c becoming one fused multiply-add (on CPUs that have
+ * it); the rest of the file has additions and copies only, which this does not touch. */
+#pragma GCC optimize("fp-contract=fast")
+
+#include "conv1d.h"
+
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,4 +342,590 @@ void rf_conv1d_backward(const rf_conv1d *m, const float *p, int n, const float *
                                dx ? dx + r0 * c->c_in : NULL, 0, colbuf);
         }
     }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * The grid path (conv1d.h): direct convolution on the padded channel-major layout, no im2col.
+ *
+ * Forward of a layer on a block: z[o][j] = b[o] + sum_c sum_k W[o][k][c] in[c][j + (k - half) d]
+ * for the block's positions j (16 at a time), computed in register tiles of up to 6 output
+ * channels x 4 vectors of 16 positions: per (c, k), 4 unaligned loads of in (the shifted taps are
+ * just other addresses) and 6 broadcast weights feed 24 fused multiply-adds. The input gradient
+ * is the same kernel run on dz with the weights transposed and the taps reversed:
+ *   din[c][j] = sum_o sum_k W[o][K-1-k][c] dz[o][j + (k - half) d].
+ * The weight gradient dW[o][k * C + c] += sum_j dz[o][j] in[c][j + (k - half) d] runs along the
+ * positions in tiles of 4 output channels x 4 (k, c) columns (16 vector accumulators), reduced at
+ * the end of a block by a fixed shuffle tree. Padding positions hold zeros in every input, so
+ * there is no boundary code; bias, activation, residual and the re-zeroing of the padding are
+ * applied to a block's rows right after its layer. Everything runs in a fixed order (results
+ * depend on the sizes only).
+ * The kernels use GCC vector extensions (16 floats); on CPUs without AVX-512 the same code runs
+ * with 1-vector tiles (small enough for 16 AVX2 registers). */
+
+#define GRID_POS 3072 /* positions per block (whole sequences; at least one) */
+#define GV 16        /* floats per vector */
+#define GRID_R 6     /* output channels per register tile */
+
+typedef float gv __attribute__((vector_size(64)));
+typedef float gvu __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int gvi __attribute__((vector_size(64)));
+
+/* (macros: a function returning a 64-byte vector would have an ABI that depends on the target) */
+#define gv_load(p) (*(const gvu *)(p))
+#define gv_store(p, v) (*(gvu *)(p) = (v))
+
+static size_t round16(size_t v) { return (v + 15) / 16 * 16; }
+
+rf_conv1d_grid rf_conv1d_grid_of(const rf_conv1d *m, int n) {
+    const rf_conv1d_cfg *c = &m->cfg;
+    rf_conv1d_grid g;
+    g.n = n > 0 ? n : 0;
+    g.T = c->length;
+    g.pad = (c->kernel - 1) / 2 * c->dilation;
+    const int span = g.T + g.pad;
+    int s = GRID_POS / span;
+    if (s < 1) s = 1;
+    if (g.n > 0) { /* as many blocks as that needs, then sequences spread evenly over them */
+        const int nb = (g.n + s - 1) / s;
+        s = (g.n + nb - 1) / nb;
+    }
+    g.seqs = s;
+    g.blocks = (g.n + s - 1) / s;
+    g.front = (int)round16((size_t)g.pad);
+    const size_t used = (size_t)s * span - (size_t)g.pad; /* first sample to the last one's end */
+    g.row = round16((size_t)g.front + round16(used) + (size_t)g.pad);
+    return g;
+}
+
+/* Sequences in block b, and the block's computed span of positions (from front; a multiple of
+ * 16 covering all its samples). */
+static int grid_block_seqs(const rf_conv1d_grid *g, int b) {
+    const int s = g->n - b * g->seqs;
+    return s < g->seqs ? s : g->seqs;
+}
+
+static size_t grid_used(const rf_conv1d_grid *g, int ns) {
+    return (size_t)ns * (size_t)(g->T + g->pad) - (size_t)g->pad;
+}
+
+/* Zeros at the padding positions of one block (ns sequences, C channel rows). */
+static void grid_zero_block(const rf_conv1d_grid *g, int ns, int C, float *blk) {
+    const size_t used = grid_used(g, ns), span = (size_t)g->T + (size_t)g->pad;
+    for (int c = 0; c < C; c++) {
+        float *r = blk + (size_t)c * g->row;
+        memset(r, 0, sizeof(float) * (size_t)g->front);
+        if (g->pad > 0)
+            for (int s = 0; s + 1 < ns; s++)
+                memset(r + (size_t)g->front + (size_t)s * span + (size_t)g->T, 0, sizeof(float) * (size_t)g->pad);
+        memset(r + (size_t)g->front + used, 0, sizeof(float) * (g->row - (size_t)g->front - used));
+    }
+}
+
+void rf_conv1d_grid_clear(const rf_conv1d_grid *g, int C, float *buf) {
+    for (int b = 0; b < g->blocks; b++)
+        grid_zero_block(g, grid_block_seqs(g, b), C, buf + (size_t)b * C * g->row);
+}
+
+/* Floats of all layers' packed weights (the same count for the transposed packing). */
+static size_t grid_pack_floats(const rf_conv1d_cfg *c) {
+    size_t t = 0;
+    for (int l = 0; l <= c->n_hidden; l++) {
+        const conv_layer L = layer_at(c, l);
+        t += round16((size_t)L.out * c->kernel * L.in);
+    }
+    return t;
+}
+
+size_t rf_conv1d_grid_cache_floats(const rf_conv1d *m, int n) {
+    const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
+    return 2 * (size_t)m->cfg.n_hidden * rf_conv1d_grid_floats(&g, m->cfg.hidden);
+}
+
+size_t rf_conv1d_grid_forward_scratch_floats(const rf_conv1d *m, int n) {
+    (void)n;
+    return grid_pack_floats(&m->cfg);
+}
+
+size_t rf_conv1d_grid_backward_scratch_floats(const rf_conv1d *m, int n) {
+    const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
+    return grid_pack_floats(&m->cfg) + 3 * (size_t)m->cfg.hidden * g.row;
+}
+
+/* Packs W (O x K*C, column k * C + c) for the tile kernel: per tile of R <= GRID_R output rows
+ * starting at o0, wp[o0 * C * K + (c * K + k) * R + r] = W[o0 + r][k][c]. With `transposed` the
+ * packed layer maps O... the other way: output channels c < C, input channels o < O, tap k reversed:
+ * wp[c0 * O * K + (o * K + k) * R + r] = W[o][K - 1 - k][c0 + r]. */
+static void grid_pack(int O, int C, int K, const float *W, int transposed, float *wp) {
+    const int Co = transposed ? C : O, Ci = transposed ? O : C;
+    for (int o0 = 0; o0 < Co; o0 += GRID_R) {
+        const int R = Co - o0 < GRID_R ? Co - o0 : GRID_R;
+        float *w = wp + (size_t)o0 * Ci * K;
+        for (int a = 0; a < Ci; a++)
+            for (int k = 0; k < K; k++)
+                for (int r = 0; r < R; r++)
+                    w[((size_t)a * K + k) * R + r] =
+                        transposed ? W[(size_t)a * K * C + (size_t)(K - 1 - k) * C + (size_t)(o0 + r)]
+                                   : W[(size_t)(o0 + r) * K * C + (size_t)k * C + (size_t)a];
+    }
+}
+
+/* What a layer does with its tiles besides the convolution: init from the bias b (or, without
+ * b, from z itself when accumulate, else 0); with RELU also h = relu(z) (+ res when given),
+ * with DRELU g = (pre > 0 ? z : 0) (the ReLU's backward); e1 = res or pre, e2 = h or g, with
+ * z's row stride and positions. */
+enum { GRID_EPI_NONE, GRID_EPI_RELU, GRID_EPI_DRELU };
+typedef struct {
+    const float *b;
+    int accumulate, epi;
+    const float *e1;
+    float *e2;
+} grid_epi;
+
+/* One register tile at positions [j, j + 16 V) of rows [o0, o0 + R): z[r][.] = init + sum over
+ * input channels c < C and taps k < K of w[(c K + k) R + r] x[c][. + k d], x already shifted by
+ * -half d; then the epilogue. */
+#define GRID_TILE(R, V)                                                                          \
+    static inline __attribute__((always_inline)) void grid_tile_##R##_##V(                      \
+        int C, int K, int d, const float *x, size_t ldx, const float *w, const grid_epi *ep,    \
+        size_t o0, size_t j, float *z, size_t ldz) {                                            \
+        gv acc[R][V];                                                                            \
+        const size_t base = o0 * ldz + j;                                                        \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                      \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                                  \
+                acc[r][v] = ep->b ? (gv){0} + ep->b[o0 + r]                                      \
+                            : ep->accumulate ? (gv)gv_load(z + base + r * ldz + GV * v) : (gv){0}; \
+        x += j;                                                                                  \
+        for (int c = 0; c < C; c++, x += ldx)                                                    \
+            for (int k = 0; k < K; k++, w += R) {                                                \
+                gv xv[V];                                                                        \
+                _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                              \
+                    xv[v] = gv_load(x + (size_t)k * d + GV * v);                                 \
+                _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                              \
+                    _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                          \
+                        acc[r][v] += xv[v] * w[r];                                               \
+            }                                                                                    \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                      \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) {                                \
+                const size_t at = base + r * ldz + GV * v;                                       \
+                gv_store(z + at, acc[r][v]);                                                     \
+                if (ep->epi == GRID_EPI_RELU) {                                                  \
+                    gv h = (gv)((gvi)acc[r][v] & ~(acc[r][v] < 0)); /* x < 0 ? 0 : x */          \
+                    if (ep->e1) h += (gv)gv_load(ep->e1 + at);                                   \
+                    gv_store(ep->e2 + at, h);                                                    \
+                } else if (ep->epi == GRID_EPI_DRELU) {                                          \
+                    const gv pre = gv_load(ep->e1 + at);                                         \
+                    gv_store(ep->e2 + at, (gv)((gvi)acc[r][v] & (pre > 0)));                     \
+                }                                                                                \
+            }                                                                                    \
+    }
+#define GRID_TILES(R) GRID_TILE(R, 1) GRID_TILE(R, 2) GRID_TILE(R, 3) GRID_TILE(R, 4)
+GRID_TILES(1)
+GRID_TILES(2)
+GRID_TILES(3)
+GRID_TILES(4)
+GRID_TILES(5)
+GRID_TILES(6)
+
+#define GRID_CALL_V(R, V) grid_tile_##R##_##V(C, K, d, x, ldx, w, ep, (size_t)o0, j, z, ldz)
+#define GRID_CALL(R, V)                                                                          \
+    do {                                                                                         \
+        switch (V) {                                                                             \
+        case 1: GRID_CALL_V(R, 1); break;                                                        \
+        case 2: GRID_CALL_V(R, 2); break;                                                        \
+        case 3: GRID_CALL_V(R, 3); break;                                                        \
+        default: GRID_CALL_V(R, 4); break;                                                       \
+        }                                                                                        \
+    } while (0)
+
+/* z (O rows, ldz apart; positions [0, J), J a multiple of 16) = conv of x (C rows, ldx apart,
+ * position 0 aligned with z's) with the packed weights wp, then the epilogue ep (whose buffers
+ * share z's layout). wide: 4-vector tiles (AVX-512), else 1-vector tiles. */
+CONV_CLONES static void grid_conv(int O, int C, int K, int half, int d, const float *x, size_t ldx,
+                                  const float *wp, const grid_epi *ep, float *z, size_t ldz,
+                                  size_t J, int wide) {
+    x -= (size_t)half * d;
+    for (int o0 = 0; o0 < O; o0 += GRID_R) {
+        const int R = O - o0 < GRID_R ? O - o0 : GRID_R;
+        const float *w = wp + (size_t)o0 * C * K;
+        for (size_t j = 0; j < J;) {
+            const size_t left = (J - j) / GV;
+            const int V = wide ? (left < 4 ? (int)left : 4) : 1;
+            switch (R) {
+            case 1: GRID_CALL(1, V); break;
+            case 2: GRID_CALL(2, V); break;
+            case 3: GRID_CALL(3, V); break;
+            case 4: GRID_CALL(4, V); break;
+            case 5: GRID_CALL(5, V); break;
+            default: GRID_CALL(6, V); break;
+            }
+            j += (size_t)V * GV;
+        }
+    }
+}
+
+/* out[m] = the sum of the 16 lanes of a[m], m < 16, by a fixed tree of pairwise shuffles and
+ * additions. */
+static inline __attribute__((always_inline)) void gv_reduce16(const gv *a, float *out) {
+    const gvi l1 = {0, 1, 2, 3, 4, 5, 6, 7, 16, 17, 18, 19, 20, 21, 22, 23};
+    const gvi h1 = {8, 9, 10, 11, 12, 13, 14, 15, 24, 25, 26, 27, 28, 29, 30, 31};
+    const gvi l2 = {0, 1, 2, 3, 8, 9, 10, 11, 16, 17, 18, 19, 24, 25, 26, 27};
+    const gvi h2 = {4, 5, 6, 7, 12, 13, 14, 15, 20, 21, 22, 23, 28, 29, 30, 31};
+    const gvi l3 = {0, 1, 4, 5, 8, 9, 12, 13, 16, 17, 20, 21, 24, 25, 28, 29};
+    const gvi h3 = {2, 3, 6, 7, 10, 11, 14, 15, 18, 19, 22, 23, 26, 27, 30, 31};
+    const gvi l4 = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const gvi h4 = {1, 3, 5, 7, 9, 11, 13, 15, 17, 19, 21, 23, 25, 27, 29, 31};
+    gv b[8], c[4], e[2];
+    for (int i = 0; i < 8; i++)
+        b[i] = __builtin_shuffle(a[2 * i], a[2 * i + 1], l1) + __builtin_shuffle(a[2 * i], a[2 * i + 1], h1);
+    for (int i = 0; i < 4; i++)
+        c[i] = __builtin_shuffle(b[2 * i], b[2 * i + 1], l2) + __builtin_shuffle(b[2 * i], b[2 * i + 1], h2);
+    for (int i = 0; i < 2; i++)
+        e[i] = __builtin_shuffle(c[2 * i], c[2 * i + 1], l3) + __builtin_shuffle(c[2 * i], c[2 * i + 1], h3);
+    gv_store(out, __builtin_shuffle(e[0], e[1], l4) + __builtin_shuffle(e[0], e[1], h4));
+}
+
+/* t[m] = the lane sum of acc[m], m < NA <= 32 (in groups of 16, the missing ones as zeros). */
+#define GV_REDUCE_ACC(acc, NA, t)                                                                \
+    do {                                                                                         \
+        for (int g0 = 0; g0 < (NA); g0 += 16) {                                                  \
+            gv red[16];                                                                          \
+            for (int i = 0; i < 16; i++) red[i] = g0 + i < (NA) ? acc[(g0 + i) % (NA)] : (gv){0}; \
+            gv_reduce16(red, (t) + g0);                                                          \
+        }                                                                                        \
+    } while (0)
+
+/* One weight-gradient tile: RO rows (zr) x 4 columns (xr): t[r * 4 + s] = sum over positions
+ * j < J (a multiple of 16) of zr[r][j] xr[s][j], each as 16 lane sums reduced by gv_reduce16
+ * (rows are streamed: 4 x vectors and one dz vector live next to the RO * 4 accumulators). */
+#define GRID_DW_TILE(RO)                                                                         \
+    static inline __attribute__((always_inline)) void grid_dw_tile_##RO(                        \
+        const float *const *zr, const float *const *xr, size_t J, float *t) {                   \
+        gv acc[RO * 4];                                                                          \
+        _Pragma("GCC unroll 32") for (int i = 0; i < RO * 4; i++) acc[i] = (gv){0};             \
+        for (size_t j = 0; j < J; j += GV) {                                                     \
+            gv xv[4];                                                                            \
+            _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) xv[s] = gv_load(xr[s] + j);      \
+            _Pragma("GCC unroll 8") for (int r = 0; r < RO; r++) {                               \
+                const gv zv = gv_load(zr[r] + j);                                                \
+                _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) acc[r * 4 + s] += zv * xv[s]; \
+            }                                                                                    \
+        }                                                                                        \
+        GV_REDUCE_ACC(acc, RO * 4, t);                                                           \
+    }
+GRID_DW_TILE(2)
+GRID_DW_TILE(4)
+GRID_DW_TILE(6)
+
+/* dW (O x K*C, row stride K*C) += sum over positions j < J (a multiple of 16) of
+ * dz[o][j] x[c][j + (k - half) d], in tiles of up to 6 rows x 4 columns q = k * C + c (rows and
+ * columns past the end alias the last one and are not stored); without wide (no AVX-512: 16
+ * vector registers) tiles of 2 rows. */
+CONV_CLONES static void grid_dw(int O, int C, int K, int half, int d, const float *dz, const float *x,
+                                size_t ld, size_t J, float *dW, int wide) {
+    const int KC = K * C;
+    for (int o0 = 0; o0 < O;) {
+        const int left = O - o0, RO = !wide ? 2 : left >= 5 ? 6 : (left >= 3 ? 4 : 2);
+        const float *zr[6];
+        for (int r = 0; r < RO; r++) zr[r] = dz + (size_t)(o0 + r < O ? o0 + r : O - 1) * ld;
+        for (int q0 = 0; q0 < KC; q0 += 4) {
+            const float *xr[4];
+            for (int s = 0; s < 4; s++) {
+                const int q = q0 + s < KC ? q0 + s : KC - 1, k = q / C, c = q % C;
+                xr[s] = x + (size_t)c * ld + (ptrdiff_t)(k - half) * d;
+            }
+            float t[32];
+            if (RO == 6) grid_dw_tile_6(zr, xr, J, t);
+            else if (RO == 4) grid_dw_tile_4(zr, xr, J, t);
+            else grid_dw_tile_2(zr, xr, J, t);
+            for (int r = 0; r < RO && o0 + r < O; r++)
+                for (int s = 0; s < 4 && q0 + s < KC; s++) dW[(size_t)(o0 + r) * KC + q0 + s] += t[r * 4 + s];
+        }
+        o0 += RO;
+    }
+}
+
+/* db[o] += sum of row o (O rows, ld apart) over positions [0, J), J a multiple of 16. */
+CONV_CLONES static void grid_db(int O, const float *dz, size_t ld, size_t J, float *db) {
+    for (int o = 0; o < O; o++) {
+        const float *r = dz + (size_t)o * ld;
+        gv a = (gv){0};
+        for (size_t j = 0; j < J; j += GV) a += gv_load(r + j);
+        float s = 0;
+        for (int i = 0; i < GV; i++) s += a[i];
+        db[o] += s;
+    }
+}
+
+/* h += in (residual). */
+CONV_CLONES static void grid_add(size_t m, const float *restrict in, float *restrict h) {
+    for (size_t i = 0; i < m; i++) h[i] += in[i];
+}
+
+static int grid_wide(void) {
+#if defined(__x86_64__) && defined(__GNUC__)
+    return __builtin_cpu_supports("avx512f");
+#else
+    return 0;
+#endif
+}
+
+void rf_conv1d_grid_forward(const rf_conv1d *m, const float *p, int n, const float *x, float *out,
+                            float *cache, float *scratch) {
+    const rf_conv1d_cfg *c = &m->cfg;
+    const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
+    const int H = c->hidden, K = c->kernel, half = (K - 1) / 2, d = c->dilation, wide = grid_wide();
+    const size_t row = g.row, nh = rf_conv1d_grid_floats(&g, H);
+    /* every layer's packed weights */
+    float *wp[65];
+    {
+        float *w = scratch;
+        for (int l = 0; l <= c->n_hidden; l++) {
+            const conv_layer L = layer_at(c, l);
+            wp[l] = w;
+            grid_pack(L.out, L.in, K, p + L.w, 0, w);
+            w += round16((size_t)L.out * K * L.in);
+        }
+    }
+    for (int b = 0; b < g.blocks; b++) {
+        const int ns = grid_block_seqs(&g, b);
+        const size_t used = grid_used(&g, ns), J = round16(used), f = (size_t)g.front;
+        const float *in = x + (size_t)b * c->c_in * row;
+        for (int l = 0; l <= c->n_hidden; l++) {
+            const conv_layer L = layer_at(c, l);
+            if (l == c->n_hidden) {
+                const grid_epi ep = {.b = p + L.b};
+                grid_conv(L.out, L.in, K, half, d, in + f, row, wp[l], &ep,
+                          out + (size_t)b * L.out * row + f, row, J, wide);
+                break;
+            }
+            float *z = cache + 2 * (size_t)l * nh + (size_t)b * H * row, *h = z + nh;
+            const float *res = c->residual && l > 0 ? in + f : NULL;
+            if (c->act == RF_ACT_RELU) {
+                const grid_epi ep = {.b = p + L.b, .epi = GRID_EPI_RELU, .e1 = res, .e2 = h + f};
+                grid_conv(L.out, L.in, K, half, d, in + f, row, wp[l], &ep, z + f, row, J, wide);
+            } else {
+                const grid_epi ep = {.b = p + L.b};
+                grid_conv(L.out, L.in, K, half, d, in + f, row, wp[l], &ep, z + f, row, J, wide);
+                for (int o = 0; o < H; o++) {
+                    const size_t off = (size_t)o * row + f;
+                    rf_act_forward(c->act, J, z + off, h + off);
+                    if (res) grid_add(J, in + off, h + off);
+                }
+            }
+            grid_zero_block(&g, ns, H, h);
+            in = h;
+        }
+    }
+}
+
+void rf_conv1d_grid_backward(const rf_conv1d *m, const float *p, int n, const float *x,
+                             const float *dout, float *dx, float *dp, const float *cache,
+                             float *scratch) {
+    const rf_conv1d_cfg *c = &m->cfg;
+    const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
+    const int H = c->hidden, K = c->kernel, half = (K - 1) / 2, d = c->dilation, wide = grid_wide();
+    const size_t row = g.row, nh = rf_conv1d_grid_floats(&g, H);
+    float *wt[65];
+    float *w = scratch;
+    for (int l = 0; l <= c->n_hidden; l++) {
+        const conv_layer L = layer_at(c, l);
+        wt[l] = w;
+        grid_pack(L.out, L.in, K, p + L.w, 1, w);
+        w += round16((size_t)L.out * K * L.in);
+    }
+    float *dh = w, *dz0 = dh + (size_t)H * row, *dz1 = dz0 + (size_t)H * row;
+    for (int b = 0; b < g.blocks; b++) {
+        const int ns = grid_block_seqs(&g, b);
+        const size_t used = grid_used(&g, ns), J = round16(used), f = (size_t)g.front;
+        const size_t bh = (size_t)b * H * row;
+        float *dz = dz0, *dz2 = dz1;
+        /* last layer: its input is h_{L-1}, which sits just after z_{L-1} */
+        const conv_layer last = layer_at(c, c->n_hidden);
+        const float *hl = cache + (2 * (size_t)c->n_hidden - 1) * nh + bh;
+        const float *go = dout + (size_t)b * last.out * row;
+        grid_dw(last.out, last.in, K, half, d, go + f, hl + f, row, J, dp + last.w, wide);
+        grid_db(last.out, go + f, row, J, dp + last.b);
+        /* dh = dL/dh_{L-1}; with ReLU, dz = dL/dz_{L-1} comes out of the same tiles */
+        const int relu = c->act == RF_ACT_RELU;
+        {
+            const float *zl = cache + 2 * (size_t)(c->n_hidden - 1) * nh + bh;
+            const grid_epi ep = {.epi = relu ? GRID_EPI_DRELU : GRID_EPI_NONE, .e1 = zl + f, .e2 = dz + f};
+            grid_conv(last.in, last.out, K, half, d, go + f, row, wt[c->n_hidden], &ep, dh + f, row, J, wide);
+        }
+        for (int l = c->n_hidden - 1; l >= 0; l--) {
+            const conv_layer L = layer_at(c, l);
+            const float *z = cache + 2 * (size_t)l * nh + bh;
+            if (!relu)
+                for (int o = 0; o < H; o++) {
+                    const size_t off = (size_t)o * row + f;
+                    rf_act_backward(c->act, J, z + off, dh + off, dz + off);
+                }
+            grid_zero_block(&g, ns, H, dz);
+            const float *in = l > 0 ? z - nh : x + (size_t)b * c->c_in * row; /* h_{l-1} sits just before z_l */
+            grid_dw(L.out, L.in, K, half, d, dz + f, in + f, row, J, dp + L.w, wide);
+            grid_db(L.out, dz + f, row, J, dp + L.b);
+            if (l > 0) {
+                /* dh_{l-1} = conv^T(dz_l) (+ dh_l through the residual); with ReLU the same tiles
+                 * give dz_{l-1} into dz2, which then becomes dz */
+                const grid_epi ep = {.accumulate = c->residual, .epi = relu ? GRID_EPI_DRELU : GRID_EPI_NONE,
+                                     .e1 = z - 2 * nh + f, .e2 = dz2 + f};
+                grid_conv(L.in, L.out, K, half, d, dz + f, row, wt[l], &ep, dh + f, row, J, wide);
+                if (relu) {
+                    float *t = dz;
+                    dz = dz2;
+                    dz2 = t;
+                }
+            } else if (dx) {
+                const grid_epi ep = {0};
+                grid_conv(L.in, L.out, K, half, d, dz + f, row, wt[0], &ep,
+                          dx + (size_t)b * c->c_in * row + f, row, J, wide);
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------------------------------
+ * Pointwise (1x1) convolution over the rows of a batch (conv1d.h), with the same register tiles:
+ * a tile's 4 vectors of 16 positions may come from different rows, so short rows (T = 16) still
+ * fill a tile. */
+
+int rf_conv1d_pointwise_ok(int T) { return T >= 16 && T % 16 == 0; }
+
+/* One tile: y[v][r * T + .] = sum_c w[c * R + r] x[v][c * T + .], for V vectors at bases x[v],
+ * y[v] (16 positions each), R output channels. */
+#define PW_TILE(R, V)                                                                            \
+    static inline __attribute__((always_inline)) void pw_tile_##R##_##V(                        \
+        int C, size_t T, const float *const *xb, const float *w, float *const *yb) {            \
+        gv acc[R][V];                                                                            \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                      \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] = (gv){0};             \
+        for (size_t c = 0; c < (size_t)C; c++, w += R) {                                         \
+            gv xv[V];                                                                            \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) xv[v] = gv_load(xb[v] + c * T);  \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                  \
+                _Pragma("GCC unroll 4") for (int v = 0; v < V; v++) acc[r][v] += xv[v] * w[r];   \
+        }                                                                                        \
+        _Pragma("GCC unroll 8") for (int r = 0; r < R; r++)                                      \
+            _Pragma("GCC unroll 4") for (int v = 0; v < V; v++)                                  \
+                gv_store(yb[v] + (size_t)r * T, acc[r][v]);                                      \
+    }
+#define PW_TILES(R) PW_TILE(R, 1) PW_TILE(R, 2) PW_TILE(R, 3) PW_TILE(R, 4)
+PW_TILES(1)
+PW_TILES(2)
+PW_TILES(3)
+PW_TILES(4)
+PW_TILES(5)
+PW_TILES(6)
+
+#define PW_CALL_V(R, V) pw_tile_##R##_##V(C, (size_t)T, xb, w, yb)
+#define PW_CALL(R, V)                                                                            \
+    do {                                                                                         \
+        switch (V) {                                                                             \
+        case 1: PW_CALL_V(R, 1); break;                                                          \
+        case 2: PW_CALL_V(R, 2); break;                                                          \
+        case 3: PW_CALL_V(R, 3); break;                                                          \
+        default: PW_CALL_V(R, 4); break;                                                         \
+        }                                                                                        \
+    } while (0)
+
+CONV_CLONES static void pw_run(int n, int O, int C, int T, const float *wp, const float *x,
+                               size_t ldr, float *y, int wide) {
+    const size_t per = (size_t)T / GV, chunks = (size_t)n * per;
+    const int VM = wide ? 4 : 1;
+    for (size_t q0 = 0; q0 < chunks; q0 += (size_t)VM) {
+        const int V = chunks - q0 < (size_t)VM ? (int)(chunks - q0) : VM;
+        const float *xs[4];
+        float *ys[4];
+        for (int v = 0; v < V; v++) {
+            const size_t q = q0 + (size_t)v, i = q / per, t = (q % per) * GV;
+            xs[v] = x + i * ldr + t;
+            ys[v] = y + i * ldr + t;
+        }
+        /* the next group's input, one channel row after another (C streams are more than the
+         * hardware prefetchers follow) */
+        for (size_t q = q0 + (size_t)VM; q < q0 + 2 * (size_t)VM && q < chunks; q++) {
+            const float *nx = x + (q / per) * ldr + (q % per) * GV;
+            for (int c = 0; c < C; c++) __builtin_prefetch(nx + (size_t)c * T, 0, 3);
+        }
+        for (int o0 = 0; o0 < O; o0 += GRID_R) {
+            const int R = O - o0 < GRID_R ? O - o0 : GRID_R;
+            const float *w = wp + (size_t)o0 * C;
+            float *yb[4];
+            const float *const *xb = xs;
+            for (int v = 0; v < V; v++) yb[v] = ys[v] + (size_t)o0 * T;
+            switch (R) {
+            case 1: PW_CALL(1, V); break;
+            case 2: PW_CALL(2, V); break;
+            case 3: PW_CALL(3, V); break;
+            case 4: PW_CALL(4, V); break;
+            case 5: PW_CALL(5, V); break;
+            default: PW_CALL(6, V); break;
+            }
+        }
+    }
+}
+
+void rf_conv1d_pointwise(int n, int O, int C, int T, const float *W, int transposed,
+                         const float *x, size_t ldr, float *y, float *scratch) {
+    /* transposed: y = W^T x with W (C x O) */
+    if (transposed) grid_pack(C, O, 1, W, 1, scratch);
+    else grid_pack(O, C, 1, W, 0, scratch);
+    pw_run(n, O, C, T, scratch, x, ldr, y, grid_wide());
+}
+
+/* One weight-gradient tile over a run of rows: t[r * 4 + s] = sum over rows i < nrows and
+ * positions j < T of dz[r][i ldr + j] x[s][i ldr + j]. */
+#define PW_DW_TILE(RO)                                                                           \
+    static inline __attribute__((always_inline)) void pw_dw_tile_##RO(                          \
+        const float *const *zr, const float *const *xr, int nrows, size_t ldr, size_t T,        \
+        float *t) {                                                                             \
+        gv acc[RO * 4];                                                                          \
+        _Pragma("GCC unroll 32") for (int i = 0; i < RO * 4; i++) acc[i] = (gv){0};             \
+        for (int i = 0; i < nrows; i++) {                                                        \
+            const size_t o = (size_t)i * ldr;                                                    \
+            for (size_t j = o; j < o + T; j += GV) {                                             \
+                gv xv[4];                                                                        \
+                _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) xv[s] = gv_load(xr[s] + j);  \
+                _Pragma("GCC unroll 8") for (int r = 0; r < RO; r++) {                           \
+                    const gv zv = gv_load(zr[r] + j);                                            \
+                    _Pragma("GCC unroll 4") for (int s = 0; s < 4; s++) acc[r * 4 + s] += zv * xv[s]; \
+                }                                                                                \
+            }                                                                                    \
+        }                                                                                        \
+        GV_REDUCE_ACC(acc, RO * 4, t);                                                           \
+    }
+PW_DW_TILE(2)
+PW_DW_TILE(4)
+PW_DW_TILE(6)
+
+#define PW_DW_ROWS 2048 /* positions per run of rows (a run's dy and x stay in L2) */
+
+CONV_CLONES static void pw_dw_run(int n, int O, int C, int T, const float *dy, const float *x,
+                                  size_t ldr, float *dW, int wide) {
+    const int rows = PW_DW_ROWS / T > 0 ? PW_DW_ROWS / T : 1;
+    for (int i0 = 0; i0 < n; i0 += rows) {
+        const int nr = n - i0 < rows ? n - i0 : rows;
+        const float *dyb = dy + (size_t)i0 * ldr, *xbl = x + (size_t)i0 * ldr;
+        for (int o0 = 0; o0 < O;) {
+            const int left = O - o0, RO = !wide ? 2 : left >= 5 ? 6 : (left >= 3 ? 4 : 2);
+            const float *zr[6];
+            for (int r = 0; r < RO; r++) zr[r] = dyb + (size_t)(o0 + r < O ? o0 + r : O - 1) * T;
+            for (int c0 = 0; c0 < C; c0 += 4) {
+                const float *xr[4];
+                for (int s = 0; s < 4; s++) xr[s] = xbl + (size_t)(c0 + s < C ? c0 + s : C - 1) * T;
+                float t[32];
+                if (RO == 6) pw_dw_tile_6(zr, xr, nr, ldr, (size_t)T, t);
+                else if (RO == 4) pw_dw_tile_4(zr, xr, nr, ldr, (size_t)T, t);
+                else pw_dw_tile_2(zr, xr, nr, ldr, (size_t)T, t);
+                for (int r = 0; r < RO && o0 + r < O; r++)
+                    for (int s = 0; s < 4 && c0 + s < C; s++) dW[(size_t)(o0 + r) * C + c0 + s] += t[r * 4 + s];
+            }
+            o0 += RO;
+        }
+    }
+}
+
+void rf_conv1d_pointwise_dw(int n, int O, int C, int T, const float *dy, const float *x,
+                            size_t ldr, float *dW) {
+    pw_dw_run(n, O, C, T, dy, x, ldr, dW, grid_wide());
 }

@@ -1,0 +1,80 @@
+/* Private to the library (src/nn/conv1d.c, used by src/flow/ts_coupling.c and the tests): the
+ * 1-D conv conditioner on the "grid" layout, a padded channel-major layout in which a convolution
+ * needs no im2col / col2im buffers.
+ *
+ * Grid layout of a batch of n sequences (length T) with C channels: the sequences are grouped in
+ * blocks of `seqs` whole sequences (the last block may hold fewer); block b is a C x row matrix
+ * (channel-major, `row` floats per channel, a multiple of 16), blocks one after the other. In a
+ * channel's row, sequence s of the block starts at front + s * (T + pad) and its T samples are
+ * contiguous; pad = (kernel - 1) / 2 * dilation. Every other position of a row (the first `front`
+ * floats, the pad floats after each sequence, the rest of the row after the last one) is a
+ * padding position. A tap of the convolution at time t reads t + (k - half) * dilation, which for
+ * positions outside [0, T) lands on padding positions; as those hold zeros in every input the
+ * net reads (x, dout and its own activations), 'same' zero padding needs no special cases, and a
+ * layer is computed for all positions of a block at once, 16 at a time.
+ *
+ * Inputs (x of the forward, x and dout of the backward) must hold zeros at every padding position
+ * (rf_conv1d_grid_clear); outputs (out, dx) hold unspecified values there. */
+#ifndef RF_NN_CONV1D_H
+#define RF_NN_CONV1D_H
+
+#include <stddef.h>
+
+#include "renflow/tsflow.h"
+
+#define RF_CONV1D_INTERNAL __attribute__((visibility("hidden")))
+
+typedef struct rf_conv1d_grid {
+    int n;       /* sequences */
+    int T;       /* samples per sequence */
+    int seqs;    /* sequences per block */
+    int blocks;  /* ceil(n / seqs) */
+    int pad;     /* (kernel - 1) / 2 * dilation */
+    int front;   /* offset of the first sequence in a row: pad rounded up to a multiple of 16 */
+    size_t row;  /* floats per channel row of a block (a multiple of 16) */
+} rf_conv1d_grid;
+
+/* The grid of m for a batch of n >= 0 sequences. */
+RF_CONV1D_INTERNAL rf_conv1d_grid rf_conv1d_grid_of(const rf_conv1d *m, int n);
+/* Floats of a grid buffer with C channels (a multiple of 16). */
+static inline size_t rf_conv1d_grid_floats(const rf_conv1d_grid *g, int C) {
+    return (size_t)g->blocks * (size_t)C * g->row;
+}
+/* Offset of sample 0 of sequence i, channel 0, in a grid buffer with C channels; channel c is
+ * c * row further. */
+static inline size_t rf_conv1d_grid_at(const rf_conv1d_grid *g, int C, int i) {
+    return (size_t)(i / g->seqs) * (size_t)C * g->row + (size_t)g->front +
+           (size_t)(i % g->seqs) * (size_t)(g->T + g->pad);
+}
+/* Sets every padding position of a grid buffer with C channels to 0. */
+RF_CONV1D_INTERNAL void rf_conv1d_grid_clear(const rf_conv1d_grid *g, int C, float *buf);
+
+/* Buffer sizes of the grid passes for n sequences (floats). */
+RF_CONV1D_INTERNAL size_t rf_conv1d_grid_cache_floats(const rf_conv1d *m, int n);
+RF_CONV1D_INTERNAL size_t rf_conv1d_grid_forward_scratch_floats(const rf_conv1d *m, int n);
+RF_CONV1D_INTERNAL size_t rf_conv1d_grid_backward_scratch_floats(const rf_conv1d *m, int n);
+/* The network on grid buffers: x (c_in channels, zero padding) -> out (c_out channels). The same
+ * function as rf_conv1d_forward up to float round-off (other summation order, FMA). */
+RF_CONV1D_INTERNAL void rf_conv1d_grid_forward(const rf_conv1d *m, const float *params, int n,
+                                               const float *x, float *out, float *cache,
+                                               float *scratch);
+/* Given dout (c_out channels, zero padding) and the cache of the grid forward on x: accumulates
+ * dparams (+=) and writes dx (c_in channels) unless dx == NULL. */
+RF_CONV1D_INTERNAL void rf_conv1d_grid_backward(const rf_conv1d *m, const float *params, int n,
+                                                const float *x, const float *dout, float *dx,
+                                                float *dparams, const float *cache,
+                                                float *scratch);
+
+/* Pointwise (1x1) convolution over the rows of a batch, for T a multiple of 16
+ * (rf_conv1d_pointwise_ok): row i's C x T block (channel-major, T apart) starts at x + i * ldr,
+ * its O x T result at y + i * ldr; y_i = W x_i with W (O x C, row-major), or with transposed
+ * y_i = W^T x_i with W (C x O). scratch: O * C floats. */
+RF_CONV1D_INTERNAL int rf_conv1d_pointwise_ok(int T);
+RF_CONV1D_INTERNAL void rf_conv1d_pointwise(int n, int O, int C, int T, const float *W,
+                                            int transposed, const float *x, size_t ldr, float *y,
+                                            float *scratch);
+/* dW (O x C) += sum over rows i of dy_i (O x T) x_i (C x T)^T, rows laid out as above. */
+RF_CONV1D_INTERNAL void rf_conv1d_pointwise_dw(int n, int O, int C, int T, const float *dy,
+                                               const float *x, size_t ldr, float *dW);
+
+#endif
