@@ -64,7 +64,7 @@ int rf_cli_eval(int argc, char **argv) {
     if (!f) return RF_EXIT_ERROR;
     rf_dataset ds = {0};
     int code = RF_EXIT_OK, *pred = NULL;
-    float *lp = NULL, *log_prior = NULL, *lpc = NULL;
+    float *lp = NULL, *log_prior = NULL;
     rf_flow_ws *w = NULL;
     rf_class_metrics cm = {0};
     if (rf_dataset_read(data, labels, subjects, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e)) goto fail;
@@ -93,14 +93,7 @@ int rf_cli_eval(int argc, char **argv) {
                        model, data);
             goto fail;
         }
-        const int C = f->base.n_classes;
-        if (!(lpc = rf_floats((size_t)m.n * C + 1, &e)) || rf_adapt_log_likelihood(f, &m, ds.subjects, lpc, lp, &e)) goto fail;
-        double s = 0;
-        for (int i = 0; i < m.n; i++) {
-            if (y) lp[i] = lpc[(size_t)i * C + y[i]];
-            s += lp[i];
-        }
-        nll = m.n > 0 ? -s / m.n : NAN;
+        if (isnan(nll = rf_adapt_nll(f, &m, y, ds.subjects, lp, &e)) && m.n > 0) goto fail;
     } else {
         nll = rf_eval_nll(f, w, &m, f->base.kind == RF_BASE_CLASS ? y : NULL, lp);
     }
@@ -149,7 +142,6 @@ fail:
     code = rf_runtime_error(C, &e);
 done:
     rf_free(lp);
-    rf_free(lpc);
     rf_flow_ws_free(w);
     rf_dataset_free(&ds);
     rf_class_metrics_free(&cm);

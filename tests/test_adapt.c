@@ -194,7 +194,7 @@ static void test_new_subject(void **st) {
     assert_true(train_bal > 0.8);
     /* rf_adapt_nll agrees with the per-row values and the marginal of the class likelihoods */
     float *per = malloc(sizeof(float) * 300);
-    const double nll = rf_adapt_nll(f, &te, subj + 900, per, &e);
+    const double nll = rf_adapt_nll(f, &te, NULL, subj + 900, per, &e);
     double s = 0;
     for (int i = 0; i < 300; i++) s += per[i];
     assert_true(isfinite(nll));
@@ -498,9 +498,13 @@ static void test_train_in_loop(void **st) {
                   train_bal);
     assert_true(held > 0.8);
     assert_true(train_bal > 0.8);
-    /* the validation subjects' NLL as reported equals rf_adapt_nll with the conditional labels */
+    /* with labels rf_adapt_nll averages log p(x | y, subject) */
     float *lpc = malloc(sizeof(float) * 400);
     assert_int_equal(rf_adapt_log_likelihood(f, &va, subj + 600, lpc, NULL, &e), RF_OK);
+    double sy = 0;
+    for (int i = 0; i < 200; i++) sy += lpc[i * 2 + y[600 + i]];
+    const double nll_y = rf_adapt_nll(f, &va, y + 600, subj + 600, NULL, &e);
+    assert_true(fabs(nll_y + sy / 200) < 1e-6 * (1 + fabs(nll_y)));
     free(lpc);
     free(pred);
     free(all.x);

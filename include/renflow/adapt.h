@@ -76,8 +76,10 @@ int rf_adapt_log_likelihood(const rf_flow *f, const rf_matrix *x, const int *sub
 int rf_flow_predict_subjects(const rf_flow *f, const rf_matrix *x, const int *subjects, const float *log_prior,
                              int *pred, float *post, rf_err *e);
 
-/* Mean negative log-likelihood (nats per row, uniform classes) with adaptation; per_row (may be
- * NULL) receives log p(x_i | subject_i). NAN with an error on failure. */
-double rf_adapt_nll(const rf_flow *f, const rf_matrix *x, const int *subjects, float *per_row, rf_err *e);
+/* Mean negative log-likelihood (nats per row) with adaptation: of log p(x_i | y_i, subject_i)
+ * with labels, else of log p(x_i | subject_i) with uniform classes; per_row (may be NULL)
+ * receives the per-row values. NAN with an error on failure. */
+double rf_adapt_nll(const rf_flow *f, const rf_matrix *x, const int *labels, const int *subjects, float *per_row,
+                    rf_err *e);
 
 #endif

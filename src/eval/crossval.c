@@ -147,7 +147,7 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         if (cfg->subject_adapt) {
             if (cfg->subject_adapt == 1 && (rc = rf_adapt_fit(model, &tr.x, tr.labels, tr.subjects, e))) goto done;
             if (cfg->subject_adapt == 1 && cfg->model_prefix && (rc = rf_flow_save(model, path, e))) goto done;
-            out->test_nll = rf_adapt_nll(model, &test.x, test.subjects, NULL, e);
+            out->test_nll = rf_adapt_nll(model, &test.x, NULL, test.subjects, NULL, e);
             if (isnan(out->test_nll)) {
                 rc = e ? e->code : RF_EARG;
                 goto done;

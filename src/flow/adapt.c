@@ -111,6 +111,20 @@ out:
     return rc;
 }
 
+/* The reference of the subjects of st: the average of their means and log standard deviations. */
+static void average_reference(const stats *st, float *rm, float *rl) {
+    const int G = st->G;
+    for (int g = 0; g < G; g++) {
+        double m = 0, l = 0;
+        for (int s = 0; s < st->S; s++) {
+            m += st->mean[(size_t)s * G + g];
+            l += st->lsd[(size_t)s * G + g];
+        }
+        rm[g] = (float)(m / st->S);
+        rl[g] = (float)(l / st->S);
+    }
+}
+
 /* Maps every row's latent onto the reference subject; ld[i] (may be NULL) += the map's
  * log-determinant. */
 static int apply_map(const rf_flow *f, int n, float *z, float *ld, const stats *st, const float *ref_m,
@@ -177,15 +191,7 @@ int rf_adapt_fit_ex(rf_flow *f, const rf_matrix *x, const int *labels, const int
         goto out;
     }
     if ((rc = encode_all(f, x, z, NULL, e)) || (rc = subject_stats(f, x->n, z, subjects, &st, e))) goto out;
-    for (int g = 0; g < G && !standard; g++) {
-        double m = 0, l = 0;
-        for (int s = 0; s < st.S; s++) {
-            m += st.mean[(size_t)s * G + g];
-            l += st.lsd[(size_t)s * G + g];
-        }
-        rm[g] = (float)(m / st.S);
-        rl[g] = (float)(l / st.S);
-    }
+    if (!standard) average_reference(&st, rm, rl);
     if ((rc = apply_map(f, x->n, z, NULL, &st, rm, rl, e))) goto out;
     if (refit_classes && (rc = rf_base_fit_moments(&f->base, f->params + f->base.offset, x->n, z, labels, e))) goto out;
     rf_free(f->adapt_mean);
@@ -236,15 +242,7 @@ int rf_adapt_reference_to_average(rf_flow *f, const rf_matrix *x, const int *sub
         goto out;
     }
     if ((rc = encode_all(f, x, z, NULL, e)) || (rc = subject_stats(f, x->n, z, subjects, &st, e))) goto out;
-    for (int g = 0; g < G; g++) {
-        double m = 0, l = 0;
-        for (int s = 0; s < st.S; s++) {
-            m += st.mean[(size_t)s * G + g];
-            l += st.lsd[(size_t)s * G + g];
-        }
-        rm[g] = (float)(m / st.S);
-        rl[g] = (float)(l / st.S);
-    }
+    average_reference(&st, rm, rl);
     rc = rf_adapt_rereference(f, rm, rl, e);
 out:
     stats_free(&st);
@@ -373,7 +371,8 @@ int rf_flow_predict_subjects(const rf_flow *f, const rf_matrix *x, const int *su
     return rc;
 }
 
-double rf_adapt_nll(const rf_flow *f, const rf_matrix *x, const int *subjects, float *per_row, rf_err *e) {
+double rf_adapt_nll(const rf_flow *f, const rf_matrix *x, const int *labels, const int *subjects, float *per_row,
+                    rf_err *e) {
     const int C = f->base.n_classes > 0 ? f->base.n_classes : 1;
     float *lp = malloc(sizeof(float) * ((size_t)x->n * C + 1)), *px = malloc(sizeof(float) * ((size_t)x->n + 1));
     double r = NAN;
@@ -381,7 +380,10 @@ double rf_adapt_nll(const rf_flow *f, const rf_matrix *x, const int *subjects, f
         rf_err_set(e, RF_ENOMEM, "out of memory");
     } else if (!rf_adapt_log_likelihood(f, x, subjects, lp, px, e)) {
         double s = 0;
-        for (int i = 0; i < x->n; i++) s += px[i];
+        for (int i = 0; i < x->n; i++) {
+            if (labels) px[i] = lp[(size_t)i * C + labels[i]];
+            s += px[i];
+        }
         r = x->n > 0 ? -s / x->n : NAN;
         if (per_row) memcpy(per_row, px, sizeof(float) * (size_t)x->n);
     }

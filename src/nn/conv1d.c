@@ -669,6 +669,18 @@ static int grid_wide(void) {
 #endif
 }
 
+/* Every layer's packed weights (transposed = 1: for the input gradient) from w on; wl[l] is layer
+ * l's. Returns the end of the packed weights. */
+static float *grid_pack_all(const rf_conv1d_cfg *c, const float *p, int transposed, float *w, float **wl) {
+    for (int l = 0; l <= c->n_hidden; l++) {
+        const conv_layer L = layer_at(c, l);
+        wl[l] = w;
+        grid_pack(L.out, L.in, c->kernel, p + L.w, transposed, w);
+        w += round16((size_t)L.out * c->kernel * L.in);
+    }
+    return w;
+}
+
 void rf_conv1d_grid_forward(const rf_conv1d *m, const float *p, int n, const float *x, float *out,
                             float *cache, float *scratch) {
     const rf_conv1d_cfg *c = &m->cfg;
@@ -677,15 +689,7 @@ void rf_conv1d_grid_forward(const rf_conv1d *m, const float *p, int n, const flo
     const size_t row = g.row, nh = rf_conv1d_grid_floats(&g, H);
     /* every layer's packed weights */
     float *wp[65];
-    {
-        float *w = scratch;
-        for (int l = 0; l <= c->n_hidden; l++) {
-            const conv_layer L = layer_at(c, l);
-            wp[l] = w;
-            grid_pack(L.out, L.in, K, p + L.w, 0, w);
-            w += round16((size_t)L.out * K * L.in);
-        }
-    }
+    grid_pack_all(c, p, 0, scratch, wp);
     for (int b = 0; b < g.blocks; b++) {
         const int ns = grid_block_seqs(&g, b);
         const size_t used = grid_used(&g, ns), J = round16(used), f = (size_t)g.front;
@@ -726,13 +730,7 @@ void rf_conv1d_grid_backward(const rf_conv1d *m, const float *p, int n, const fl
     const int H = c->hidden, K = c->kernel, half = (K - 1) / 2, d = c->dilation, wide = grid_wide();
     const size_t row = g.row, nh = rf_conv1d_grid_floats(&g, H);
     float *wt[65];
-    float *w = scratch;
-    for (int l = 0; l <= c->n_hidden; l++) {
-        const conv_layer L = layer_at(c, l);
-        wt[l] = w;
-        grid_pack(L.out, L.in, K, p + L.w, 1, w);
-        w += round16((size_t)L.out * K * L.in);
-    }
+    float *w = grid_pack_all(c, p, 1, scratch, wt);
     float *dh = w, *dz0 = dh + (size_t)H * row, *dz1 = dz0 + (size_t)H * row;
     for (int b = 0; b < g.blocks; b++) {
         const int ns = grid_block_seqs(&g, b);

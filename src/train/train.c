@@ -123,23 +123,6 @@ static int prepare_model(rf_flow *f, const rf_matrix *train, const int *labels, 
     return rc;
 }
 
-/* Validation NLL with each validation subject's own statistics: mean -log p(x | y, subject). */
-static double val_nll_adapted(const rf_flow *f, const rf_matrix *val, const int *labels, const int *subjects, rf_err *e) {
-    const int C = f->base.n_classes;
-    float *lpc = malloc(sizeof(float) * ((size_t)val->n * C + 1)), *lpx = malloc(sizeof(float) * ((size_t)val->n + 1));
-    double r = NAN;
-    if (!lpc || !lpx) {
-        rf_err_set(e, RF_ENOMEM, "out of memory");
-    } else if (!rf_adapt_log_likelihood(f, val, subjects, lpc, lpx, e)) {
-        double s = 0;
-        for (int i = 0; i < val->n; i++) s += labels ? lpc[(size_t)i * C + labels[i]] : lpx[i];
-        r = val->n > 0 ? -s / val->n : NAN;
-    }
-    free(lpc);
-    free(lpx);
-    return r;
-}
-
 int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const rf_matrix *val,
              const int *val_labels, const rf_train_cfg *cfg, rf_train_result *res, rf_err *e) {
     memset(res, 0, sizeof *res);
@@ -293,7 +276,7 @@ int rf_train(rf_flow *f, const rf_matrix *train, const int *train_labels, const 
         const double tr = st.epoch_loss_n ? st.epoch_loss_sum / st.epoch_loss_n : NAN;
         double vl = tr;
         if (val && cfg->subject_adapt) {
-            if (isnan(vl = val_nll_adapted(f, val, val_labels, cfg->val_subjects, e))) {
+            if (isnan(vl = rf_adapt_nll(f, val, val_labels, cfg->val_subjects, NULL, e))) {
                 rc = e ? e->code : RF_EARG;
                 goto out;
             }
