@@ -474,6 +474,26 @@ static double rel_err(const double *a, const double *b, size_t n) {
     return sqrt(num) / fmax(sqrt(den), 1e-9);
 }
 
+/* Relative error of the analytic gradient g (N entries) of cp_loss(c, x) with respect to v (x
+ * itself or the layer's parameters), by central differences with step h. */
+static double fd_rel_err(cp_ctx *c, const float *x, float *v, const float *g, size_t N, float h) {
+    double *ga = malloc(sizeof(double) * (N ? N : 1)), *gn = malloc(sizeof(double) * (N ? N : 1));
+    for (size_t i = 0; i < N; i++) {
+        const float s0 = v[i];
+        v[i] = s0 + h;
+        const double Lp = cp_loss(c, x);
+        v[i] = s0 - h;
+        const double Lm = cp_loss(c, x);
+        v[i] = s0;
+        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
+        ga[i] = g[i];
+    }
+    const double r = rel_err(ga, gn, N);
+    free(ga);
+    free(gn);
+    return r;
+}
+
 static void check_coupling(int spline, float clamp) {
     const int C = 5, T = 37, D = C * T + 4, n = 7;
     rf_ts_coupling_cfg cfg = {.D = D, .channels = C, .length = T, .spline = spline, .clamp = clamp,
@@ -521,29 +541,8 @@ static void check_coupling(int spline, float clamp) {
     l->ops->forward(l, p, n, x, y, ld, cache, scr);
     l->ops->backward(l, p, n, x, w, v, dx, dp, cache, scr);
     cp_ctx c = {l, p, cache, scr, ly, lld, n, w, v};
-    double *ga = malloc(sizeof(double) * (N > P ? N : P)), *gn = malloc(sizeof(double) * (N > P ? N : P));
-    for (size_t i = 0; i < N; i++) {
-        const float s0 = x[i];
-        x[i] = s0 + h;
-        const double Lp = cp_loss(&c, x);
-        x[i] = s0 - h;
-        const double Lm = cp_loss(&c, x);
-        x[i] = s0;
-        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
-        ga[i] = dx[i];
-    }
-    const double gx = rel_err(ga, gn, N);
-    for (size_t i = 0; i < P; i++) {
-        const float s0 = p[i];
-        p[i] = s0 + h;
-        const double Lp = cp_loss(&c, x);
-        p[i] = s0 - h;
-        const double Lm = cp_loss(&c, x);
-        p[i] = s0;
-        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
-        ga[i] = dp[i];
-    }
-    const double gp = rel_err(ga, gn, P);
+    const double gx = fd_rel_err(&c, x, x, dx, N, h);
+    const double gp = fd_rel_err(&c, x, p, dp, P, h);
     printf("[ts_coupling %s clamp %.0f] moved %.2f, round trip %.1e, log-det %.1e, grad_x %.1e, grad_p %.1e\n",
            spline ? "spline" : "affine", clamp, moved, erx, eld, gx, gp);
     assert_true(moved > 0.05); /* not the identity */
@@ -554,8 +553,6 @@ static void check_coupling(int spline, float clamp) {
     /* the inactive tail is copied */
     for (int i = 0; i < n; i++)
         for (int j = C * T; j < D; j++) assert_true(y[(size_t)i * D + j] == x[(size_t)i * D + j]);
-    free(ga);
-    free(gn);
     rf_free(p);
     rf_free(x);
     rf_free(y);
@@ -616,29 +613,8 @@ static void test_ts_conv1x1_pointwise(void **s) {
     l->ops->backward(l, p, n, x, w, v, dx, dp, NULL, scr);
     cp_ctx c = {l, p, NULL, scr, ly, lld, n, w, v};
     const float h = 1e-2f;
-    double *ga = malloc(sizeof(double) * (N > P ? N : P)), *gn = malloc(sizeof(double) * (N > P ? N : P));
-    for (size_t i = 0; i < N; i++) {
-        const float s0 = x[i];
-        x[i] = s0 + h;
-        const double Lp = cp_loss(&c, x);
-        x[i] = s0 - h;
-        const double Lm = cp_loss(&c, x);
-        x[i] = s0;
-        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
-        ga[i] = dx[i];
-    }
-    const double gx = rel_err(ga, gn, N);
-    for (size_t i = 0; i < P; i++) {
-        const float s0 = p[i];
-        p[i] = s0 + h;
-        const double Lp = cp_loss(&c, x);
-        p[i] = s0 - h;
-        const double Lm = cp_loss(&c, x);
-        p[i] = s0;
-        gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
-        ga[i] = dp[i];
-    }
-    const double gp = rel_err(ga, gn, P);
+    const double gx = fd_rel_err(&c, x, x, dx, N, h);
+    const double gp = fd_rel_err(&c, x, p, dp, P, h);
     printf("[ts_conv1x1 %dx%d] moved %.2f, round trip %.1e, log-det %.1e, grad_x %.1e, grad_p %.1e\n", C, T,
            moved, erx, fabs(ld[0] + ld2[0]), gx, gp);
     assert_true(moved > 0.05);
@@ -648,8 +624,6 @@ static void test_ts_conv1x1_pointwise(void **s) {
     assert_true(gp < 1e-2);
     for (int i = 0; i < n; i++)
         for (int j = C * T; j < D; j++) assert_true(y[(size_t)i * D + j] == x[(size_t)i * D + j]);
-    free(ga);
-    free(gn);
     rf_free(p);
     rf_free(x);
     rf_free(y);

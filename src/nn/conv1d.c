@@ -527,15 +527,17 @@ GRID_TILES(5)
 GRID_TILES(6)
 
 #define GRID_CALL_V(R, V) grid_tile_##R##_##V(C, K, d, x, ldx, w, ep, (size_t)o0, j, z, ldz)
-#define GRID_CALL(R, V)                                                                          \
+/* CALLV(R, V) for a run-time vector count V in 1..4 (the tiles are instantiated per (R, V)) */
+#define TILE_SWITCH(CALLV, R, V)                                                                 \
     do {                                                                                         \
         switch (V) {                                                                             \
-        case 1: GRID_CALL_V(R, 1); break;                                                        \
-        case 2: GRID_CALL_V(R, 2); break;                                                        \
-        case 3: GRID_CALL_V(R, 3); break;                                                        \
-        default: GRID_CALL_V(R, 4); break;                                                       \
+        case 1: CALLV(R, 1); break;                                                              \
+        case 2: CALLV(R, 2); break;                                                              \
+        case 3: CALLV(R, 3); break;                                                              \
+        default: CALLV(R, 4); break;                                                             \
         }                                                                                        \
     } while (0)
+#define GRID_CALL(R, V) TILE_SWITCH(GRID_CALL_V, R, V)
 
 /* z (O rows, ldz apart; positions [0, J), J a multiple of 16) = conv of x (C rows, ldx apart,
  * position 0 aligned with z's) with the packed weights wp, then the epilogue ep (whose buffers
@@ -816,15 +818,7 @@ PW_TILES(5)
 PW_TILES(6)
 
 #define PW_CALL_V(R, V) pw_tile_##R##_##V(C, (size_t)T, xb, w, yb)
-#define PW_CALL(R, V)                                                                            \
-    do {                                                                                         \
-        switch (V) {                                                                             \
-        case 1: PW_CALL_V(R, 1); break;                                                          \
-        case 2: PW_CALL_V(R, 2); break;                                                          \
-        case 3: PW_CALL_V(R, 3); break;                                                          \
-        default: PW_CALL_V(R, 4); break;                                                         \
-        }                                                                                        \
-    } while (0)
+#define PW_CALL(R, V) TILE_SWITCH(PW_CALL_V, R, V)
 
 CONV_CLONES static void pw_run(int n, int O, int C, int T, const float *wp, const float *x,
                                size_t ldr, float *y, int wide) {
