@@ -235,6 +235,14 @@ static void test_file(void **st) {
     unsigned char *buf;
     size_t len;
     assert_int_equal(rf_flow_to_bytes(f, &buf, &len, &e), RF_OK);
+    assert_int_equal(buf[8], 2); /* format version 2: the adapted model's field */
+    unsigned char *plain;
+    size_t plain_len;
+    rf_flow *h0 = make_flow(0, D, 8);
+    assert_int_equal(rf_flow_to_bytes(h0, &plain, &plain_len, &e), RF_OK);
+    assert_int_equal(plain[8], 1); /* a model without it stays version 1 */
+    free(plain);
+    rf_flow_free(h0);
     rf_flow *g = rf_flow_load_mem(buf, len, "adapted.rf", &e);
     assert_non_null(g);
     assert_non_null(g->adapt_mean);
@@ -273,6 +281,19 @@ static void test_file(void **st) {
         assert_non_null(strstr(le.msg, "damaged.rf"));
         free(mb);
         free(nj);
+    }
+    /* the field in a version-1 file is refused */
+    {
+        size_t ml;
+        unsigned char *v1 = malloc(len);
+        memcpy(v1, buf, len);
+        v1[8] = 1;
+        unsigned char *mb = reseal(v1, len, js, &ml);
+        rf_err le = {0};
+        assert_null(rf_flow_load_mem(mb, ml, "v1.rf", &le));
+        assert_non_null(strstr(le.msg, "version"));
+        free(mb);
+        free(v1);
     }
     free(js);
     free(buf);

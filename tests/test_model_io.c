@@ -84,7 +84,7 @@ static void test_rejects_damage(void **s) {
     printf("byte flips: %d/3000 rejected; e.g. %s\n", rejected, e.msg);
     /* newer format version */
     memcpy(bad, buf, len);
-    bad[8] = 2;
+    bad[8] = (unsigned char)(RF_MODEL_FORMAT_VERSION + 1);
     assert_null(rf_flow_load_mem(bad, len, "new.rf", &e));
     printf("newer: %s\n", e.msg);
     assert_non_null(strstr(e.msg, "newer"));

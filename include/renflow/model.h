@@ -177,8 +177,11 @@ void rf_flow_class_log_posterior(const rf_flow *f, rf_flow_ws *w, int n, const f
  *   "RENFLOW\0" magic (8) | u32 format version | u32 header-json length | header JSON
  *   | u64 n_params | float32 params[n_params] | float32 shift[D] | float32 scale[D]
  *   | 32-byte SHA-256 of everything before it.
- * Written atomically. Loading verifies every field and the checksum. */
-#define RF_MODEL_FORMAT_VERSION 1u
+ * Written atomically. Loading verifies every field and the checksum.
+ * Version 2 adds the optional header field "subject_adapt" (renflow/adapt.h). A file is written
+ * as version 2 only when it has that field, so renflow versions that read version 1 keep reading
+ * every other file and refuse an adapted model instead of classifying without its adaptation. */
+#define RF_MODEL_FORMAT_VERSION 2u
 int rf_flow_save(const rf_flow *f, const char *path, rf_err *e);
 /* The file's bytes in memory (malloc'd), e.g. to embed in a checkpoint. */
 int rf_flow_to_bytes(const rf_flow *f, unsigned char **buf, size_t *len, rf_err *e);

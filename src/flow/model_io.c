@@ -65,7 +65,7 @@ int rf_flow_to_bytes(const rf_flow *f, unsigned char **out, size_t *out_len, rf_
     }
     unsigned char *p = buf;
     memcpy(p, MAGIC, 8);
-    put_u32(p + 8, RF_MODEL_FORMAT_VERSION);
+    put_u32(p + 8, f->adapt_mean ? 2u : 1u); /* version 2 only for the fields it added */
     put_u32(p + 12, (uint32_t)jl);
     memcpy(p + 16, js, jl);
     p += 16 + jl;
@@ -230,6 +230,10 @@ rf_flow *rf_flow_load_mem(const unsigned char *buf, size_t len, const char *name
     rf_sha256(buf, len - 32, md);
     if (memcmp(md, buf + len - 32, 32) != 0) {
         rf_err_set(e, RF_EFORMAT, "%s: checksum mismatch: the file is corrupted", name);
+        goto done;
+    }
+    if (version < 2 && cJSON_GetObjectItemCaseSensitive(h, "subject_adapt")) {
+        rf_err_set(e, RF_EFORMAT, "%s: header field subject_adapt in a format version %u file (it needs version 2)", name, version);
         goto done;
     }
     f = flow_from_header(h, name, e);
