@@ -465,18 +465,10 @@ static double cp_loss(cp_ctx *c, const float *x) {
     return L;
 }
 
-static double rel_err(const double *a, const double *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += (a[i] - b[i]) * (a[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return sqrt(num) / fmax(sqrt(den), 1e-9);
-}
 
 /* Relative error of the analytic gradient g (N entries) of cp_loss(c, x) with respect to v (x
  * itself or the layer's parameters), by central differences with step h. */
-static double fd_rel_err(cp_ctx *c, const float *x, float *v, const float *g, size_t N, float h) {
+static double fd_rf_test_rel_err(cp_ctx *c, const float *x, float *v, const float *g, size_t N, float h) {
     double *ga = malloc(sizeof(double) * (N ? N : 1)), *gn = malloc(sizeof(double) * (N ? N : 1));
     for (size_t i = 0; i < N; i++) {
         const float s0 = v[i];
@@ -488,7 +480,7 @@ static double fd_rel_err(cp_ctx *c, const float *x, float *v, const float *g, si
         gn[i] = (Lp - Lm) / ((double)(s0 + h) - (double)(s0 - h));
         ga[i] = g[i];
     }
-    const double r = rel_err(ga, gn, N);
+    const double r = rf_test_rel_err(ga, gn, N);
     free(ga);
     free(gn);
     return r;
@@ -541,8 +533,8 @@ static void check_coupling(int spline, float clamp) {
     l->ops->forward(l, p, n, x, y, ld, cache, scr);
     l->ops->backward(l, p, n, x, w, v, dx, dp, cache, scr);
     cp_ctx c = {l, p, cache, scr, ly, lld, n, w, v};
-    const double gx = fd_rel_err(&c, x, x, dx, N, h);
-    const double gp = fd_rel_err(&c, x, p, dp, P, h);
+    const double gx = fd_rf_test_rel_err(&c, x, x, dx, N, h);
+    const double gp = fd_rf_test_rel_err(&c, x, p, dp, P, h);
     printf("[ts_coupling %s clamp %.0f] moved %.2f, round trip %.1e, log-det %.1e, grad_x %.1e, grad_p %.1e\n",
            spline ? "spline" : "affine", clamp, moved, erx, eld, gx, gp);
     assert_true(moved > 0.05); /* not the identity */
@@ -613,8 +605,8 @@ static void test_ts_conv1x1_pointwise(void **s) {
     l->ops->backward(l, p, n, x, w, v, dx, dp, NULL, scr);
     cp_ctx c = {l, p, NULL, scr, ly, lld, n, w, v};
     const float h = 1e-2f;
-    const double gx = fd_rel_err(&c, x, x, dx, N, h);
-    const double gp = fd_rel_err(&c, x, p, dp, P, h);
+    const double gx = fd_rf_test_rel_err(&c, x, x, dx, N, h);
+    const double gp = fd_rf_test_rel_err(&c, x, p, dp, P, h);
     printf("[ts_conv1x1 %dx%d] moved %.2f, round trip %.1e, log-det %.1e, grad_x %.1e, grad_p %.1e\n", C, T,
            moved, erx, fabs(ld[0] + ld2[0]), gx, gp);
     assert_true(moved > 0.05);

@@ -22,14 +22,6 @@ static void randn(float *x, size_t n, float s, uint64_t seed) {
     for (size_t i = 0; i < n; i++) x[i] = s * (float)rf_rng_normal(&r);
 }
 
-static double rel_err(const double *a, const double *b, size_t n) {
-    double num = 0, den = 0;
-    for (size_t i = 0; i < n; i++) {
-        num += (a[i] - b[i]) * (a[i] - b[i]);
-        den += b[i] * b[i];
-    }
-    return sqrt(num) / fmax(sqrt(den), 1e-9);
-}
 
 /* ------------------------------------------------------------------ conv1d */
 
@@ -131,7 +123,7 @@ static void check_conv1d(int kernel, int dilation, int residual, rf_act act) {
         gn[i] = (Lp - Lm) / ((double)(v + h) - (double)(v - h));
         ga[i] = dx[i];
     }
-    const double ex = rel_err(ga, gn, NI);
+    const double ex = rf_test_rel_err(ga, gn, NI);
     for (size_t i = 0; i < P; i++) {
         const float v = p[i], h = 1e-3f * fmaxf(1.0f, fabsf(v));
         p[i] = v + h;
@@ -142,7 +134,7 @@ static void check_conv1d(int kernel, int dilation, int residual, rf_act act) {
         gn[i] = (Lp - Lm) / ((double)(v + h) - (double)(v - h));
         ga[i] = dp[i];
     }
-    const double ep = rel_err(ga, gn, P);
+    const double ep = rf_test_rel_err(ga, gn, P);
     printf("[conv1d k%d d%d res%d %-4s] forward vs direct %.2e, grad_x %.2e, grad_p %.2e (%zu params)\n",
            kernel, dilation, residual, rf_act_name(act), fe, ex, ep, P);
     assert_true(fe < 1e-5);

@@ -54,14 +54,19 @@ static double lc_loss(lc_ctx *c, const float *x) {
     return L;
 }
 
-static double rel_err(const double *a, const double *b, size_t n, double *norm_b) {
+/* ||a - b|| / max(||b||, floor); *norm_b (may be NULL) = ||b||. */
+static double rel_err_floor(const double *a, const double *b, size_t n, double *norm_b, double floor) {
     double num = 0, den = 0;
     for (size_t i = 0; i < n; i++) {
         num += (a[i] - b[i]) * (a[i] - b[i]);
         den += b[i] * b[i];
     }
     if (norm_b) *norm_b = sqrt(den);
-    return sqrt(num) / fmax(sqrt(den), 1e-6);
+    return sqrt(num) / fmax(sqrt(den), floor);
+}
+
+static double rel_err(const double *a, const double *b, size_t n, double *norm_b) {
+    return rel_err_floor(a, b, n, norm_b, 1e-6);
 }
 
 void rf_check_layer(const rf_layer *l, uint64_t seed, float scale, float perturb,
@@ -238,4 +243,8 @@ const char *rf_test_data_dir(void) {
 
 void rf_test_tmp(char *buf, size_t n, const char *tag) {
     snprintf(buf, n, "/tmp/rf-test-%ld-%s", (long)getpid(), tag);
+}
+
+double rf_test_rel_err(const double *a, const double *b, size_t n) {
+    return rel_err_floor(a, b, n, NULL, 1e-9);
 }

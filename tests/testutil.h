@@ -28,6 +28,9 @@ void rf_check_layer_print(const char *name, const rf_layer_check *c);
 /* Asserts the standard tolerances of the test suite. */
 void rf_assert_layer_ok(const char *name, const rf_layer_check *c);
 
+/* ||a - b|| / max(||b||, 1e-9): relative error of a against the reference b (n entries). */
+double rf_test_rel_err(const double *a, const double *b, size_t n);
+
 /* log|det A| of a D x D matrix (double, partial pivoting). */
 double rf_test_logabsdet(int D, const double *A);
 

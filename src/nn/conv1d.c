@@ -538,6 +538,18 @@ GRID_TILES(6)
         }                                                                                        \
     } while (0)
 #define GRID_CALL(R, V) TILE_SWITCH(GRID_CALL_V, R, V)
+/* CALL(R, V) for a run-time row count R in 1..6 */
+#define ROW_SWITCH(CALL, R, V)                                                                   \
+    do {                                                                                         \
+        switch (R) {                                                                             \
+        case 1: CALL(1, V); break;                                                               \
+        case 2: CALL(2, V); break;                                                               \
+        case 3: CALL(3, V); break;                                                               \
+        case 4: CALL(4, V); break;                                                               \
+        case 5: CALL(5, V); break;                                                               \
+        default: CALL(6, V); break;                                                              \
+        }                                                                                        \
+    } while (0)
 
 /* z (O rows, ldz apart; positions [0, J), J a multiple of 16) = conv of x (C rows, ldx apart,
  * position 0 aligned with z's) with the packed weights wp, then the epilogue ep (whose buffers
@@ -552,14 +564,7 @@ CONV_CLONES static void grid_conv(int O, int C, int K, int half, int d, const fl
         for (size_t j = 0; j < J;) {
             const size_t left = (J - j) / GV;
             const int V = wide ? (left < 4 ? (int)left : 4) : 1;
-            switch (R) {
-            case 1: GRID_CALL(1, V); break;
-            case 2: GRID_CALL(2, V); break;
-            case 3: GRID_CALL(3, V); break;
-            case 4: GRID_CALL(4, V); break;
-            case 5: GRID_CALL(5, V); break;
-            default: GRID_CALL(6, V); break;
-            }
+            ROW_SWITCH(GRID_CALL, R, V);
             j += (size_t)V * GV;
         }
     }
@@ -845,14 +850,7 @@ CONV_CLONES static void pw_run(int n, int O, int C, int T, const float *wp, cons
             float *yb[4];
             const float *const *xb = xs;
             for (int v = 0; v < V; v++) yb[v] = ys[v] + (size_t)o0 * T;
-            switch (R) {
-            case 1: PW_CALL(1, V); break;
-            case 2: PW_CALL(2, V); break;
-            case 3: PW_CALL(3, V); break;
-            case 4: PW_CALL(4, V); break;
-            case 5: PW_CALL(5, V); break;
-            default: PW_CALL(6, V); break;
-            }
+            ROW_SWITCH(PW_CALL, R, V);
         }
     }
 }
