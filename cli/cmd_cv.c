@@ -35,7 +35,7 @@ int rf_cli_cv(int argc, char **argv) {
     }
     rf_cv_cfg cfg = {.folds = a.folds, .seed = a.cfg.seed, .model_prefix = a.out,
                      .use_train_prior = a.prior && !strcmp(a.prior, "train"), .hmm = a.hmm,
-                     .subject_adapt = a.subject_adapt};
+                     .ensemble = a.ensemble, .subject_adapt = a.subject_adapt};
     a.cfg.progress = !a.quiet;
     rf_disc_cfg dc;
     rf_disc_cfg_default(&dc);
@@ -66,6 +66,7 @@ int rf_cli_cv(int argc, char **argv) {
         cJSON_AddStringToObject(j, "data", a.data);
         cJSON_AddStringToObject(j, "model", a.model);
         cJSON_AddBoolToObject(j, "hmm", a.hmm);
+        cJSON_AddNumberToObject(j, "ensemble", a.ensemble > 1 ? a.ensemble : 1);
         cJSON_AddStringToObject(j, "subject_adapt", a.subject_adapt == 2 ? "train" : a.subject_adapt ? "fit" : "none");
         if (!cfg.disc) cJSON_AddItemToObject(j, "spec", rf_flow_spec_to_json(&a.spec));
         char seed[32];

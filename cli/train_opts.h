@@ -23,6 +23,7 @@ typedef struct train_args {
     const char *model;  /* renflow cv: flow | logreg | mlp */
     int class_balanced; /* renflow cv: logreg/mlp loss weights */
     int hmm;            /* renflow cv: Markov-chain smoothing */
+    int ensemble;       /* renflow cv: models per fold */
     int subject_adapt;  /* fit the subject-adaptive latent normalisation (renflow/adapt.h) */
     const char *recordings;
     rf_input_tf input;  /* --features / --context, recorded in the model's meta */

@@ -53,6 +53,19 @@ check "eval of the in-loop adapted model exits 0" '[ $? -eq 0 ]'
 check "--subject-adapt on a density model is a usage error (2)" '[ $? -eq 2 ]'
 "$R" train --task classify --data "$T/prep" --epochs 1 --subject-adapt sometimes --out "$T/x.rf" --quiet 2> /dev/null
 check "an unknown --subject-adapt mode is a usage error (2)" '[ $? -eq 2 ]'
+# cross-validation with an ensemble of flows per fold (4 subjects, 2 folds, band-power features)
+for s in 02 03; do printf '%s/eegmat/Subject%s_1.edf,S%s,rest\n%s/eegmat/Subject%s_2.edf,S%s,task\n' "$D" $s $s "$D" $s $s; done > "$T/more.csv"
+cat "$T/list.csv" "$T/more.csv" > "$T/list4.csv"
+"$R" eeg prepare --like "$T/prep/manifest.json" --recordings "$T/list4.csv" --out "$T/prep4" --quiet > /dev/null
+check "prepare 4 subjects exits 0" '[ $? -eq 0 ]'
+"$R" cv --data "$T/prep4" --features bandpower --flow glow --blocks 2 --hidden 8 --epochs 2 --batch 32 --folds 2 --ensemble 2 --out "$T/cv" --quiet --json > "$T/cv.json"
+check "cv --ensemble 2 exits 0" '[ $? -eq 0 ]'
+check "cv JSON records the ensemble" 'grep -q "\"ensemble\":[[:space:]]*2" "$T/cv.json" && grep -q "\"ensemble_members\":[[:space:]]*2" "$T/cv.json"'
+check "every fold keeps both members" '[ -s "$T/cv-fold0.rf" ] && [ -s "$T/cv-fold0-m1.rf" ] && [ -s "$T/cv-fold1.rf" ] && [ -s "$T/cv-fold1-m1.rf" ] && ! cmp -s "$T/cv-fold0.rf" "$T/cv-fold0-m1.rf"'
+"$R" cv --data "$T/prep4" --folds 2 --ensemble 0 --quiet 2> /dev/null
+check "cv --ensemble 0 is a usage error (2)" '[ $? -eq 2 ]'
+"$R" train --task classify --data "$T/prep4" --ensemble 2 --out "$T/x.rf" --quiet 2> /dev/null
+check "--ensemble on train is a usage error (2)" '[ $? -eq 2 ]'
 "$R" eeg prepare --recordings "$T/list.csv" --out "$T/bad" --channels O1,Xyz --quiet 2> "$T/err.txt"
 check "missing channel exits 1" '[ $? -eq 1 ]'
 check "error names the channel and the file" 'grep -q "Xyz" "$T/err.txt" && grep -q "Subject00_1.edf" "$T/err.txt"'

@@ -4,6 +4,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "testutil.h"
 
@@ -139,11 +140,103 @@ static void test_cv_needs_subjects(void **state) {
     rf_dataset_free(&d);
 }
 
+/* An ensemble of K flows per fold: each member is written, the fold's predictions are the argmax
+ * of the members' mean posterior and its test NLL is that of their equal mixture (recomputed here
+ * from the saved members). A hard problem (means +-0.35) so that members disagree. */
+static void test_cv_ensemble(void **state) {
+    (void)state;
+    rf_dataset d;
+    make_data(&d, 6, 50, 0, 31);
+    for (int i = 0; i < d.x.n; i++)
+        for (int j = 0; j < 2; j++) d.x.x[(size_t)i * 4 + j] *= 0.25f;
+    rf_flow_spec spec;
+    rf_flow_spec_default(&spec, RF_FLOW_REALNVP, 4);
+    spec.blocks = 2;
+    spec.hidden = 8;
+    rf_train_cfg tc;
+    rf_train_cfg_default(&tc);
+    tc.epochs = 15;
+    tc.batch = 32;
+    tc.lr = 3e-3f;
+    tc.progress = 0;
+    tc.threads = 1;
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "/tmp/rf-test-cv-ens-%ld", (long)getpid());
+    const int K = 3;
+    rf_cv_cfg cfg = {.folds = 2, .seed = 3, .ensemble = K, .model_prefix = prefix};
+    rf_cv_result r;
+    rf_err e = {0};
+    assert_int_equal(rf_crossval(&d, &spec, &tc, &cfg, &r, &e), RF_OK);
+    int differs = 0;
+    for (int f = 0; f < r.k; f++) {
+        const rf_cv_fold *F = &r.folds[f];
+        assert_int_equal(F->members, K);
+        /* the fold's test rows */
+        unsigned char *keep = calloc((size_t)d.x.n, 1);
+        for (int i = 0; i < d.x.n; i++)
+            for (int s = 0; s < F->n_test_subjects; s++) keep[i] |= d.subjects[i] == F->test_subjects[s];
+        rf_dataset t;
+        assert_int_equal(rf_dataset_select(&d, keep, &t, &e), RF_OK);
+        const int n = t.x.n;
+        double *acc = calloc((size_t)n * 2, sizeof *acc), *mix = calloc((size_t)n, sizeof *mix);
+        float *post = malloc(sizeof(float) * n * 2), *lp = malloc(sizeof(float) * n);
+        int *pred = malloc(sizeof(int) * n), *pred0 = malloc(sizeof(int) * n);
+        float first_param = 0;
+        for (int m = 0; m < K; m++) {
+            char path[128];
+            if (m == 0) snprintf(path, sizeof path, "%s-fold%d.rf", prefix, f);
+            else snprintf(path, sizeof path, "%s-fold%d-m%d.rf", prefix, f, m);
+            rf_flow *model = rf_flow_load(path, &e);
+            assert_non_null(model);
+            /* members are trained from different seeds */
+            const float p = model->params[model->n_params / 2];
+            if (m == 0) first_param = p;
+            else assert_true(p != first_param);
+            assert_int_equal(rf_flow_predict(model, &t.x, NULL, m == 0 ? pred0 : pred, post, &e), RF_OK);
+            for (int i = 0; i < 2 * n; i++) acc[i] += exp(post[i]);
+            rf_flow_ws *w = rf_flow_ws_create(model, 256, 1, &e);
+            rf_eval_nll(model, w, &t.x, NULL, lp);
+            for (int i = 0; i < n; i++) mix[i] += exp((double)lp[i]) / K;
+            rf_flow_ws_free(w);
+            rf_flow_free(model);
+            unlink(path);
+        }
+        long conf[4] = {0}, conf0[4] = {0};
+        double nll = 0;
+        for (int i = 0; i < n; i++) {
+            conf[t.labels[i] * 2 + (acc[2 * i + 1] > acc[2 * i])]++;
+            conf0[t.labels[i] * 2 + pred0[i]]++;
+            nll -= log(mix[i]) / n;
+        }
+        for (int q = 0; q < 4; q++) {
+            assert_int_equal(F->metrics.confusion[q], conf[q]);
+            differs |= conf[q] != conf0[q];
+        }
+        print_message("fold %d: ensemble accuracy %.3f, test NLL %.6f (recomputed %.6f)\n", f, F->metrics.accuracy,
+                      F->test_nll, nll);
+        assert_true(fabs(F->test_nll - nll) < 1e-4 * fabs(nll));
+        free(keep);
+        free(acc);
+        free(mix);
+        free(post);
+        free(lp);
+        free(pred);
+        free(pred0);
+        rf_dataset_free(&t);
+    }
+    /* the mean posterior decides, not member 0 alone; Bayes accuracy is Phi(0.375 sqrt 2) = 0.70 */
+    assert_true(differs);
+    assert_true(r.pooled.accuracy > 0.55);
+    rf_cv_result_free(&r);
+    rf_dataset_free(&d);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_cv_subjects_and_accuracy),
         cmocka_unit_test(test_cv_discriminative),
         cmocka_unit_test(test_cv_needs_subjects),
+        cmocka_unit_test(test_cv_ensemble),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

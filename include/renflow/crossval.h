@@ -20,6 +20,7 @@ typedef struct rf_cv_fold {
     double seconds;
     int best_epoch;
     double hmm_weight;      /* chosen emission weight (0 when no HMM) */
+    int members;            /* ensemble members trained on this fold */
 } rf_cv_fold;
 
 typedef struct rf_cv_result {
@@ -42,6 +43,10 @@ typedef struct rf_cv_cfg {
                                    1 fit it after training on the fold's training rows, 2 train
                                    with it (rf_train_cfg.subject_adapt); either way every held-out
                                    subject is classified with its own statistics */
+    int ensemble;               /* K > 1: train K models per fold (seeds apart, same data) and
+                                   classify with their mean posterior p(c | x); the test NLL is
+                                   then that of their equal mixture. Files: PREFIX-fold<f>.rf,
+                                   PREFIX-fold<f>-m<m>.rf. 0 or 1: one model */
     const rf_disc_cfg *disc;    /* non-NULL: a discriminative reference classifier instead of a flow */
     const struct cJSON *input;  /* the input transform already applied to the data (features.h,
                                    rf_input_to_json), recorded in each fold's model; may be NULL */

@@ -9,6 +9,9 @@
 #include "renflow/adapt.h"
 #include "renflow/crossval.h"
 
+/* seed offset between ensemble members (member 0 keeps the single-model seed) */
+#define MEMBER_SEED_STRIDE 7919u
+
 void rf_cv_result_free(rf_cv_result *r) {
     if (!r) return;
     for (int f = 0; r->folds && f < r->k; f++) {
@@ -52,19 +55,15 @@ static int hmm_predict(const rf_hmm *h, const float *scores, const int *rec, int
     return rc;
 }
 
-/* Trains and tests one fold. pred receives the test predictions. */
-static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flow_spec *spec0,
-                    const rf_train_cfg *tc0, const rf_cv_cfg *cfg, rf_cv_fold *out, int *pred, rf_err *e) {
-    const int n = d->x.n, C = d->n_classes;
-    int rc = RF_OK, *vpred = NULL;
-    unsigned char *in_tr = malloc((size_t)n), *in_te = malloc((size_t)n), *tr_keep = NULL;
-    rf_dataset rest = {0}, test = {0}, tr = {0}, va = {0};
-    rf_flow *model = NULL;
-    rf_disc *dm = NULL;
-    rf_hmm hmm = {0};
-    float *log_prior = malloc(sizeof(float) * (size_t)C), *ts = NULL, *vs = NULL, *post = NULL;
-    char path[4096];
-    if (!in_tr || !in_te || !log_prior) {
+/* Splits fold f: test = its subjects; the rest into training and a seeded 10 % of the training
+ * subjects for validation. */
+static int split_fold(const rf_dataset *d, const int *fold_of, int f, uint64_t seed, rf_dataset *test,
+                      rf_dataset *tr, rf_dataset *va, rf_err *e) {
+    const int n = d->x.n;
+    int rc = RF_OK;
+    unsigned char *in_tr = malloc((size_t)n + 1), *in_te = malloc((size_t)n + 1), *keep = NULL;
+    rf_dataset rest = {0};
+    if (!in_tr || !in_te) {
         rc = rf_err_set(e, RF_ENOMEM, "out of memory");
         goto done;
     }
@@ -72,118 +71,202 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         in_te[i] = fold_of[i] == f;
         in_tr[i] = !in_te[i];
     }
-    if ((rc = rf_dataset_select(d, in_tr, &rest, e)) || (rc = rf_dataset_select(d, in_te, &test, e))) goto done;
-    if (!(tr_keep = malloc((size_t)rest.x.n))) {
+    if ((rc = rf_dataset_select(d, in_tr, &rest, e)) || (rc = rf_dataset_select(d, in_te, test, e))) goto done;
+    if (!(keep = malloc((size_t)rest.x.n + 1))) {
         rc = rf_err_set(e, RF_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = rf_subject_holdout(rest.subjects, rest.x.n, 0.1, cfg->seed + 1000 + (uint64_t)f, tr_keep, e))) goto done;
-    if ((rc = rf_dataset_select(&rest, tr_keep, &tr, e))) goto done;
-    for (int i = 0; i < rest.x.n; i++) tr_keep[i] = !tr_keep[i];
-    if ((rc = rf_dataset_select(&rest, tr_keep, &va, e))) goto done;
+    if ((rc = rf_subject_holdout(rest.subjects, rest.x.n, 0.1, seed + 1000 + (uint64_t)f, keep, e))) goto done;
+    if ((rc = rf_dataset_select(&rest, keep, tr, e))) goto done;
+    for (int i = 0; i < rest.x.n; i++) keep[i] = !keep[i];
+    rc = rf_dataset_select(&rest, keep, va, e);
+done:
+    free(in_tr);
+    free(in_te);
+    free(keep);
+    rf_dataset_free(&rest);
+    return rc;
+}
+
+/* Member m's model file for fold f (member 0 keeps the single-model name). */
+static void member_path(const rf_cv_cfg *cfg, int f, int m, char *path, size_t size) {
+    char member[32] = "";
+    if (m > 0) snprintf(member, sizeof member, "-m%d", m);
+    if (cfg->model_prefix) snprintf(path, size, "%s-fold%d%s.rf", cfg->model_prefix, f, member);
+    else snprintf(path, size, "/tmp/renflow-cv-%ld-fold%d%s.rf", (long)getpid(), f, member);
+}
+
+/* Trains ensemble member m of fold f: a class-conditional flow (returned in *model) or, with
+ * cfg->disc, a discriminative reference (in *dm). Members differ only in their seeds. */
+static int train_member(const rf_dataset *d, const rf_dataset *tr, const rf_dataset *va, int f, int m,
+                        const double *cnt, const rf_flow_spec *spec0, const rf_train_cfg *tc0,
+                        const rf_cv_cfg *cfg, rf_cv_fold *out, rf_flow **model, rf_disc **dm, rf_err *e) {
+    const int C = d->n_classes;
+    const uint64_t seed = tc0->seed + (uint64_t)f + MEMBER_SEED_STRIDE * (uint64_t)m;
+    if (cfg->disc) {
+        rf_disc_cfg dc = *cfg->disc;
+        dc.seed = seed;
+        *dm = rf_disc_train(&tr->x, tr->labels, C, &va->x, va->labels, &dc, e);
+        return *dm ? RF_OK : (e ? e->code : RF_EARG);
+    }
+    rf_flow_spec spec = *spec0;
+    spec.D = d->x.d;
+    spec.base = RF_BASE_CLASS;
+    spec.n_classes = C;
+    rf_train_cfg tc = *tc0;
+    tc.seed = seed;
+    char path[4096];
+    member_path(cfg, f, m, path, sizeof path);
+    tc.out_path = path;
+    tc.resume = 0;
+    if (cfg->subject_adapt == 2) {
+        tc.subject_adapt = 1;
+        tc.train_subjects = tr->subjects;
+        tc.val_subjects = va->subjects;
+    }
+    rf_rng rng;
+    rf_rng_seed(&rng, tc.seed);
+    if (!(*model = rf_flow_create(&spec, &rng, e))) return e ? e->code : RF_EARG;
+    /* record the training class counts so the model can classify with them later */
+    (*model)->meta = cJSON_CreateObject();
+    cJSON_AddItemToObject((*model)->meta, "class_counts", cJSON_CreateDoubleArray(cnt, C));
+    cJSON_AddNumberToObject((*model)->meta, "cv_fold", f);
+    cJSON_AddNumberToObject((*model)->meta, "cv_folds", cfg->folds);
+    if (cfg->ensemble > 1) {
+        cJSON_AddNumberToObject((*model)->meta, "cv_member", m);
+        cJSON_AddNumberToObject((*model)->meta, "cv_members", cfg->ensemble);
+    }
+    if (cfg->input) cJSON_AddItemToObject((*model)->meta, "input", cJSON_Duplicate(cfg->input, 1));
+    rf_train_result tres;
+    int rc = rf_train(*model, &tr->x, tr->labels, &va->x, va->labels, &tc, &tres, e);
+    if (m == 0) out->best_epoch = tres.best_epoch;
+    rf_train_result_free(&tres);
+    if (!cfg->model_prefix) {
+        unlink(path);
+        char ck[4200];
+        snprintf(ck, sizeof ck, "%s.ckpt", path);
+        unlink(ck);
+    }
+    if (rc) return rc;
+    if (cfg->subject_adapt == 1) {
+        if ((rc = rf_adapt_fit(*model, &tr->x, tr->labels, tr->subjects, e))) return rc;
+        if (cfg->model_prefix && (rc = rf_flow_save(*model, path, e))) return rc;
+    }
+    return RF_OK;
+}
+
+/* Per-row log p(x) of the test rows under a trained flow (with its subject adaptation, if any). */
+static int member_log_px(const rf_flow *model, const rf_dataset *test, float *lp, rf_err *e) {
+    if (model->adapt_mean) return isnan(rf_adapt_nll(model, &test->x, NULL, test->subjects, lp, e)) ? (e ? e->code : RF_EARG) : RF_OK;
+    rf_flow_ws *w = rf_flow_ws_create(model, 1024, 1, e);
+    if (!w) return e ? e->code : RF_ENOMEM;
+    rf_eval_nll(model, w, &test->x, NULL, lp);
+    rf_flow_ws_free(w);
+    return RF_OK;
+}
+
+/* acc += p(c | x) under a uniform prior, from class scores s (log p(x | c) + per-row constant). */
+static void add_posteriors(const float *s, int n, int C, double *acc) {
+    for (int i = 0; i < n; i++) {
+        const float *r = s + (size_t)i * C;
+        float mx = r[0];
+        for (int c = 1; c < C; c++) mx = r[c] > mx ? r[c] : mx;
+        double z = 0;
+        for (int c = 0; c < C; c++) z += exp((double)r[c] - mx);
+        for (int c = 0; c < C; c++) acc[(size_t)i * C + c] += exp((double)r[c] - mx) / z;
+    }
+}
+
+/* The ensemble's class scores: log of the members' mean posterior. */
+static void ensemble_scores(const double *acc, size_t len, int K, float *s) {
+    for (size_t i = 0; i < len; i++) {
+        const double p = acc[i] / K;
+        s[i] = (float)log(p > 1e-300 ? p : 1e-300);
+    }
+}
+
+/* Trains and tests one fold (cfg->ensemble members, averaged in probability). pred receives the
+ * test predictions. */
+static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flow_spec *spec0,
+                    const rf_train_cfg *tc0, const rf_cv_cfg *cfg, rf_cv_fold *out, int *pred, rf_err *e) {
+    const int C = d->n_classes, K = cfg->ensemble > 1 ? cfg->ensemble : 1;
+    int rc = RF_OK, *vpred = NULL;
+    rf_dataset test = {0}, tr = {0}, va = {0};
+    rf_flow *model = NULL;
+    rf_disc *dm = NULL;
+    rf_hmm hmm = {0};
+    float *log_prior = malloc(sizeof(float) * (size_t)C), *ts = NULL, *vs = NULL, *post = NULL, *lp = NULL;
+    double *cnt = calloc((size_t)C, sizeof *cnt), *tacc = NULL, *vacc = NULL, *lpx = NULL, tot = 0;
+    if (!log_prior || !cnt) {
+        rc = rf_err_set(e, RF_ENOMEM, "out of memory");
+        goto done;
+    }
+    if ((rc = split_fold(d, fold_of, f, cfg->seed, &test, &tr, &va, e))) goto done;
+    if (cfg->hmm && !d->recordings) {
+        rc = rf_err_set(e, RF_EARG, "--hmm needs recording ids (recordings.npy or --recordings)");
+        goto done;
+    }
     /* training class frequencies (add-one) */
-    double *cnt = calloc((size_t)C, sizeof *cnt), tot = 0;
-    if (!cnt) {
-        rc = rf_err_set(e, RF_ENOMEM, "out of memory");
-        goto done;
-    }
     for (int i = 0; i < tr.x.n; i++) cnt[tr.labels[i]]++;
     for (int c = 0; c < C; c++) tot += cnt[c] + 1;
     for (int c = 0; c < C; c++) log_prior[c] = (float)log((cnt[c] + 1) / tot);
-    const double t0 = rf_now();
-    if (cfg->disc) {
-        rf_disc_cfg dc = *cfg->disc;
-        dc.seed = tc0->seed + (uint64_t)f;
-        dm = rf_disc_train(&tr.x, tr.labels, C, &va.x, va.labels, &dc, e);
-        out->seconds = rf_now() - t0;
-        out->test_nll = NAN;
-        free(cnt);
-        if (!dm) {
-            rc = e ? e->code : RF_EARG;
-            goto done;
-        }
-    } else {
-        rf_flow_spec spec = *spec0;
-        spec.D = d->x.d;
-        spec.base = RF_BASE_CLASS;
-        spec.n_classes = C;
-        rf_train_cfg tc = *tc0;
-        tc.seed = tc0->seed + (uint64_t)f;
-        if (cfg->model_prefix) snprintf(path, sizeof path, "%s-fold%d.rf", cfg->model_prefix, f);
-        else snprintf(path, sizeof path, "/tmp/renflow-cv-%ld-fold%d.rf", (long)getpid(), f);
-        tc.out_path = path;
-        tc.resume = 0;
-        if (cfg->subject_adapt == 2) {
-            tc.subject_adapt = 1;
-            tc.train_subjects = tr.subjects;
-            tc.val_subjects = va.subjects;
-        }
-        rf_rng rng;
-        rf_rng_seed(&rng, tc.seed);
-        if (!(model = rf_flow_create(&spec, &rng, e))) {
-            free(cnt);
-            rc = e ? e->code : RF_EARG;
-            goto done;
-        }
-        /* record the training class counts so the model can classify with them later */
-        model->meta = cJSON_CreateObject();
-        cJSON_AddItemToObject(model->meta, "class_counts", cJSON_CreateDoubleArray(cnt, C));
-        cJSON_AddNumberToObject(model->meta, "cv_fold", f);
-        cJSON_AddNumberToObject(model->meta, "cv_folds", cfg->folds);
-        if (cfg->input) cJSON_AddItemToObject(model->meta, "input", cJSON_Duplicate(cfg->input, 1));
-        free(cnt);
-        rf_train_result tres;
-        rc = rf_train(model, &tr.x, tr.labels, &va.x, va.labels, &tc, &tres, e);
-        out->seconds = rf_now() - t0;
-        out->best_epoch = tres.best_epoch;
-        rf_train_result_free(&tres);
-        if (!cfg->model_prefix) {
-            unlink(path);
-            char ck[4200];
-            snprintf(ck, sizeof ck, "%s.ckpt", path);
-            unlink(ck);
-        }
-        if (rc) goto done;
-        if (cfg->subject_adapt) {
-            if (cfg->subject_adapt == 1 && (rc = rf_adapt_fit(model, &tr.x, tr.labels, tr.subjects, e))) goto done;
-            if (cfg->subject_adapt == 1 && cfg->model_prefix && (rc = rf_flow_save(model, path, e))) goto done;
-            out->test_nll = rf_adapt_nll(model, &test.x, NULL, test.subjects, NULL, e);
-            if (isnan(out->test_nll)) {
-                rc = e ? e->code : RF_EARG;
-                goto done;
-            }
-        } else {
-            rf_flow_ws *w = rf_flow_ws_create(model, 1024, 1, e);
-            if (!w) {
-                rc = e ? e->code : RF_ENOMEM;
-                goto done;
-            }
-            out->test_nll = rf_eval_nll(model, w, &test.x, NULL, NULL);
-            rf_flow_ws_free(w);
-        }
-    }
-    if (!(ts = malloc(sizeof(float) * (size_t)test.x.n * C + 1))) {
+    const size_t nt = (size_t)test.x.n, nv = (size_t)va.x.n;
+    ts = malloc(sizeof(float) * (nt * C + 1));
+    vs = malloc(sizeof(float) * (nv * C + 1));
+    tacc = calloc(nt * C + 1, sizeof *tacc);
+    vacc = calloc(nv * C + 1, sizeof *vacc);
+    lp = malloc(sizeof(float) * (nt + 1));
+    lpx = malloc(sizeof(double) * (nt + 1));
+    if (!ts || !vs || !tacc || !vacc || !lp || !lpx) {
         rc = rf_err_set(e, RF_ENOMEM, "out of memory");
         goto done;
     }
-    if ((rc = class_scores(model, dm, &test.x, test.subjects, C, log_prior, ts, e))) goto done;
-    if (cfg->hmm) {
-        if (!d->recordings) {
-            rc = rf_err_set(e, RF_EARG, "--hmm needs recording ids (recordings.npy or --recordings)");
-            goto done;
+    const double t0 = rf_now();
+    out->test_nll = NAN;
+    for (int m = 0; m < K; m++) {
+        if (K > 1 && tc0->progress) fprintf(stderr, "renflow cv: fold %d, ensemble member %d of %d\n", f + 1, m + 1, K);
+        if ((rc = train_member(d, &tr, &va, f, m, cnt, spec0, tc0, cfg, out, &model, &dm, e))) goto done;
+        if ((rc = class_scores(model, dm, &test.x, test.subjects, C, log_prior, ts, e))) goto done;
+        if (cfg->hmm && (rc = class_scores(model, dm, &va.x, va.subjects, C, log_prior, vs, e))) goto done;
+        if (K > 1) {
+            add_posteriors(ts, test.x.n, C, tacc);
+            if (cfg->hmm) add_posteriors(vs, va.x.n, C, vacc);
         }
+        if (model) {
+            /* the ensemble's density is the members' equal mixture: log mean_m p_m(x) */
+            if ((rc = member_log_px(model, &test, lp, e))) goto done;
+            for (size_t i = 0; i < nt; i++) {
+                const double a = lp[i];
+                if (m == 0) lpx[i] = a;
+                else lpx[i] = a > lpx[i] ? a + log1p(exp(lpx[i] - a)) : lpx[i] + log1p(exp(a - lpx[i]));
+            }
+        }
+        rf_flow_free(model);
+        rf_disc_free(dm);
+        model = NULL;
+        dm = NULL;
+    }
+    out->seconds = rf_now() - t0;
+    if (!cfg->disc && nt > 0) {
+        double s = 0;
+        for (size_t i = 0; i < nt; i++) s += lpx[i] - log((double)K);
+        out->test_nll = -s / (double)nt;
+    }
+    if (K > 1) {
+        ensemble_scores(tacc, nt * C, K, ts);
+        ensemble_scores(vacc, nv * C, K, vs);
+    }
+    if (cfg->hmm) {
         if ((rc = rf_hmm_fit(tr.labels, tr.recordings, tr.x.n, C, 1.0, &hmm, e))) goto done;
         /* emission weight: the best validation macro-F1 over a small grid */
         static const double grid[] = {1.0, 0.5, 0.2, 0.1, 0.05, 0.02};
         const int ng = (int)(sizeof grid / sizeof *grid);
-        vs = malloc(sizeof(float) * (size_t)va.x.n * C + 1);
-        post = malloc(sizeof(float) * (size_t)(va.x.n > test.x.n ? va.x.n : test.x.n) * C + 1);
-        vpred = malloc(sizeof(int) * (size_t)va.x.n + 1);
-        if (!vs || !post || !vpred) {
+        post = malloc(sizeof(float) * ((nv > nt ? nv : nt) * C + 1));
+        vpred = malloc(sizeof(int) * (nv + 1));
+        if (!post || !vpred) {
             rc = rf_err_set(e, RF_ENOMEM, "out of memory");
             goto done;
         }
-        if ((rc = class_scores(model, dm, &va.x, va.subjects, C, log_prior, vs, e))) goto done;
         double best = -1;
         for (int g = 0; g < ng; g++) {
             rf_class_metrics vm;
@@ -198,29 +281,31 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         }
         if ((rc = hmm_predict(&hmm, ts, test.recordings, test.x.n, out->hmm_weight, post, pred, e))) goto done;
     } else {
-        rf_argmax_rows(ts, (dm || cfg->use_train_prior) ? log_prior : NULL, test.x.n, C, pred);
+        rf_argmax_rows(ts, (cfg->disc || cfg->use_train_prior) ? log_prior : NULL, test.x.n, C, pred);
     }
     if ((rc = rf_class_metrics_compute(test.labels, pred, test.x.n, C, &out->metrics, e))) goto done;
     out->n_train = tr.x.n;
     out->n_val = va.x.n;
     out->n_test = test.x.n;
-    int *ids, m;
-    if ((rc = rf_subjects_unique(test.subjects, test.x.n, &ids, &m, e))) goto done;
+    out->members = K;
+    int *ids, ns;
+    if ((rc = rf_subjects_unique(test.subjects, test.x.n, &ids, &ns, e))) goto done;
     out->test_subjects = ids;
-    out->n_test_subjects = m;
+    out->n_test_subjects = ns;
 done:
-    free(in_tr);
-    free(in_te);
-    free(tr_keep);
     free(log_prior);
+    free(cnt);
     free(ts);
     free(vs);
+    free(tacc);
+    free(vacc);
+    free(lp);
+    free(lpx);
     free(post);
     free(vpred);
     rf_hmm_free(&hmm);
     rf_disc_free(dm);
     rf_flow_free(model);
-    rf_dataset_free(&rest);
     rf_dataset_free(&test);
     rf_dataset_free(&tr);
     rf_dataset_free(&va);
@@ -303,6 +388,7 @@ cJSON *rf_cv_result_to_json(const rf_cv_result *r, const char *const *names) {
         cJSON_AddNumberToObject(o, "n_val", F->n_val);
         if (isfinite(F->test_nll)) cJSON_AddNumberToObject(o, "test_nll", F->test_nll);
         if (F->hmm_weight > 0) cJSON_AddNumberToObject(o, "hmm_emission_weight", F->hmm_weight);
+        if (F->members > 1) cJSON_AddNumberToObject(o, "ensemble_members", F->members);
         cJSON_AddNumberToObject(o, "best_epoch", F->best_epoch);
         cJSON_AddNumberToObject(o, "seconds", F->seconds);
         cJSON_AddItemToArray(fa, o);
