@@ -1,17 +1,21 @@
 /* The multi-scale time-series flow: the 1-D conv conditioner (against a direct convolution and
  * finite differences), every time-series layer (round trip, brute-force Jacobian log-det,
  * gradients), whole tsflows (round trip, brute-force log-det, identity at initialisation,
- * factor-out, model file, memory-saving backward, per-scale likelihood), spec validation, and a
- * short training run on coupled AR(2) time series. */
+ * factor-out, model file, memory-saving backward, per-scale likelihood), the engine's carrying of
+ * the factored-out tails (bit for bit against running every layer's own ops), spec validation,
+ * and a short training run on coupled AR(2) time series. */
 #include "testutil.h"
 
+#include <cblas.h>
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "../src/flow/flow_internal.h" /* rf_flow_alloc_layers / rf_flow_assemble: a mixed flow */
 #include "renflow/tsflow.h"
 
 #define LOG_2PI 1.8378770664093453
@@ -873,6 +877,299 @@ static void test_scale_report(void **s) {
     free(y);
 }
 
+/* ------------------------------------------------------------------ factored-out tails
+ * The workspace runs ts layers through ops that leave the floats after their active prefix alone
+ * and carries those (the factored-out tails) itself, once per scale. The reference below runs
+ * every layer through its own ops, which copy the rest of the row, as the engine did before:
+ * stored activations, or (memory-saving) each layer's input rebuilt from its output by the
+ * inverse. z, log-dets, inverses, samples, loss and gradients must agree bit for bit. Before each
+ * check the workspace processes another batch, so a float the engine failed to carry would be
+ * that batch's, not a leftover of the same computation. */
+
+static float ref_std_logdet(const rf_flow *f) {
+    double t = 0;
+    for (int j = 0; j < f->D; j++) t -= log(f->scale[j]);
+    return (float)t;
+}
+
+static size_t ref_max_floats(const rf_flow *f, int n, int scratch) {
+    size_t m = 1;
+    for (int k = 0; k < f->n_layers; k++) {
+        const rf_layer *l = f->layers[k];
+        const size_t q = scratch ? l->ops->scratch_floats(l, n) : l->ops->cache_floats(l, n);
+        if (q > m) m = q;
+    }
+    return m;
+}
+
+/* acts[k] = input of layer k (k = 0..L, acts[L] = z); caches[k] filled unless caches is NULL. */
+static void ref_forward(const rf_flow *f, int n, const float *x, float *acts, float **caches,
+                        float *scr, float *ld) {
+    const int D = f->D;
+    const size_t nD = (size_t)n * D;
+    const float lds = ref_std_logdet(f);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < D; j++) acts[(size_t)i * D + j] = (x[(size_t)i * D + j] - f->shift[j]) / f->scale[j];
+        ld[i] = lds;
+    }
+    for (int k = 0; k < f->n_layers; k++) {
+        const rf_layer *l = f->layers[k];
+        l->ops->forward(l, f->params + l->offset, n, acts + k * nD, acts + (k + 1) * nD, ld,
+                        caches ? caches[k] : NULL, scr);
+    }
+}
+
+static void ref_inverse(const rf_flow *f, int n, const float *z, float *x, float *ld, float *scr) {
+    const int D = f->D;
+    const size_t nD = (size_t)n * D;
+    float *a = rf_floats(nD, NULL), *b = rf_floats(nD, NULL);
+    memcpy(a, z, sizeof(float) * nD);
+    memset(ld, 0, sizeof(float) * n);
+    for (int k = f->n_layers - 1; k >= 0; k--) {
+        const rf_layer *l = f->layers[k];
+        l->ops->inverse(l, f->params + l->offset, n, a, b, ld, scr);
+        float *t = a;
+        a = b;
+        b = t;
+    }
+    const float lds = ref_std_logdet(f);
+    for (int i = 0; i < n; i++) {
+        for (int j = 0; j < D; j++) x[(size_t)i * D + j] = a[(size_t)i * D + j] * f->scale[j] + f->shift[j];
+        ld[i] = -ld[i] + lds;
+    }
+    rf_free(a);
+    rf_free(b);
+}
+
+/* Mean -log p(x) (unconditional base) and its gradient into grads (zeroed by the caller). */
+static double ref_loss_grad(const rf_flow *f, int n, const float *x, int memsave, float *grads) {
+    const int D = f->D, L = f->n_layers;
+    const size_t nD = (size_t)n * D, mc = ref_max_floats(f, n, 0);
+    float *acts = rf_floats((size_t)(L + 1) * nD, NULL), *scr = rf_floats(ref_max_floats(f, n, 1), NULL);
+    float **caches = calloc((size_t)L + 1, sizeof *caches);
+    for (int k = 0; k <= L; k++) caches[k] = rf_floats(mc, NULL);
+    float *dy = rf_floats(nD, NULL), *dx = rf_floats(nD, NULL), *y = rf_floats(nD, NULL), *xr = rf_floats(nD, NULL);
+    float *yy = rf_floats(nD, NULL), *ld = rf_floats(n, NULL), *tld = rf_floats(n, NULL), *g = rf_floats(n, NULL);
+    float *logp = rf_floats(n, NULL), *dld = rf_floats(n, NULL);
+    ref_forward(f, n, x, acts, memsave ? NULL : caches, scr, ld);
+    const float *z = acts + (size_t)L * nD, *bp = f->params + f->base.offset;
+    const double inv_n = 1.0 / n;
+    double loss = 0;
+    rf_base_log_prob(&f->base, bp, n, z, NULL, logp);
+    for (int i = 0; i < n; i++) {
+        loss += -(logp[i] + ld[i]);
+        g[i] = dld[i] = (float)-inv_n;
+    }
+    rf_base_backward(&f->base, bp, n, z, NULL, g, dy, grads + f->base.offset);
+    memcpy(y, z, sizeof(float) * nD);
+    for (int k = L - 1; k >= 0; k--) {
+        const rf_layer *l = f->layers[k];
+        const float *p = f->params + l->offset, *xin = acts + (size_t)k * nD, *cache = caches[k];
+        if (memsave) {
+            l->ops->inverse(l, p, n, y, xr, tld, scr);
+            l->ops->forward(l, p, n, xr, yy, tld, caches[L], scr);
+            xin = xr;
+            cache = caches[L];
+            float *t = y;
+            y = xr;
+            xr = t;
+        }
+        l->ops->backward(l, p, n, xin, dy, dld, dx, grads + l->offset, cache, scr);
+        float *t = dy;
+        dy = dx;
+        dx = t;
+    }
+    for (int k = 0; k <= L; k++) rf_free(caches[k]);
+    free(caches);
+    float *bufs[] = {acts, scr, dy, dx, y, xr, yy, ld, tld, g, logp, dld};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) rf_free(bufs[i]);
+    return loss * inv_n;
+}
+
+static int bits_equal(const float *a, const float *b, size_t n) { return memcmp(a, b, sizeof(float) * n) == 0; }
+
+/* Every engine path of f (memory-saving off and on; 1 and 2 threads) against the reference. With
+ * 2 threads (2 shards of rows) only a flow of ts layers alone (exact) computes every row as the
+ * reference does; its loss and gradient are sums in another order there. */
+static void check_tail_flow(const char *name, rf_flow *f, int n, int exact, int fd) {
+    const int D = f->D;
+    const size_t nD = (size_t)n * D, P = f->n_params;
+    float *x = rf_floats(nD, NULL), *xo = rf_floats(nD, NULL), *z = rf_floats(nD, NULL), *zr = rf_floats(nD, NULL);
+    float *x2 = rf_floats(nD, NULL), *x2r = rf_floats(nD, NULL), *acts = rf_floats((size_t)(f->n_layers + 1) * nD, NULL);
+    float *ld = rf_floats(n, NULL), *ldr = rf_floats(n, NULL), *gr = rf_floats(P, NULL), *g0 = rf_floats(P, NULL);
+    float *scr = rf_floats(ref_max_floats(f, n, 1), NULL);
+    randn(x, nD, 1.0f, 501);
+    randn(xo, nD, 3.0f, 502);
+    ref_forward(f, n, x, acts, NULL, scr, ldr);
+    memcpy(zr, acts + (size_t)f->n_layers * nD, sizeof(float) * nD);
+    int changed = 0; /* the flow is not the identity on any part of the row */
+    for (int j = 0; j < D; j++) changed += zr[j] != (x[j] - f->shift[j]) / f->scale[j];
+    assert_true(changed > D / 2);
+    for (int ms = 0; ms < 2; ms++)
+        for (int th = 1; th <= 2; th++) {
+            rf_flow_ws_opts o = {.max_batch = n, .memory_saving = ms, .threads = th};
+            rf_flow_ws *w = rf_flow_ws_create_opts(f, &o, NULL);
+            assert_non_null(w);
+            /* forward and log-det */
+            rf_flow_forward(f, w, n, xo, z, ld);
+            rf_flow_forward(f, w, n, x, z, ld);
+            if (th > 1 && !exact) { /* dense layers' GEMMs may round differently on fewer rows */
+                double dz = 0, dl = 0;
+                for (size_t i = 0; i < nD; i++) dz = fmax(dz, fabs(z[i] - zr[i]) / (1 + fabs(zr[i])));
+                for (int i = 0; i < n; i++) dl = fmax(dl, fabs(ld[i] - ldr[i]) / (1 + fabs(ldr[i])));
+                printf("[tail %s, memory-saving %d, 2 threads] z within %.1e, log-det within %.1e (relative)\n",
+                       name, ms, dz, dl);
+                assert_true(dz < 1e-5 && dl < 1e-5);
+                rf_flow_ws_free(w);
+                continue;
+            }
+            assert_true(bits_equal(z, zr, nD));
+            assert_true(bits_equal(ld, ldr, n));
+            /* inverse, into another buffer and in place (as sampling does) */
+            float *ldi = rf_floats(n, NULL), *ldir = rf_floats(n, NULL);
+            ref_inverse(f, n, zr, x2r, ldir, scr);
+            rf_flow_inverse(f, w, n, xo, x2, ldi);
+            rf_flow_inverse(f, w, n, zr, x2, ldi);
+            assert_true(bits_equal(x2, x2r, nD));
+            assert_true(bits_equal(ldi, ldir, n));
+            memcpy(x2, zr, sizeof(float) * nD);
+            rf_flow_inverse(f, w, n, xo, xo, NULL);
+            randn(xo, nD, 3.0f, 502);
+            rf_flow_inverse(f, w, n, x2, x2, NULL);
+            assert_true(bits_equal(x2, x2r, nD));
+            double rt = 0;
+            for (size_t i = 0; i < nD; i++) rt = fmax(rt, fabs(x2[i] - x[i]));
+            assert_true(rt < 1e-4);
+            /* samples: the base draws through the reference inverse */
+            rf_rng r;
+            rf_rng_seed(&r, 77);
+            rf_flow_sample(f, w, n, NULL, &r, x2);
+            rf_rng_seed(&r, 77);
+            rf_base_sample(&f->base, f->params + f->base.offset, n, NULL, &r, z);
+            ref_inverse(f, n, z, x2r, ldir, scr);
+            assert_true(bits_equal(x2, x2r, nD));
+            rf_free(ldi);
+            rf_free(ldir);
+            /* loss and gradient (with 2 threads the shards' sums differ from one pass's in
+             * round-off; there the reference is only approached) */
+            memset(f->grads, 0, sizeof(float) * P);
+            rf_flow_loss_grad(f, w, n, xo, NULL, 0.0f);
+            memset(f->grads, 0, sizeof(float) * P);
+            const double Lw = rf_flow_loss_grad(f, w, n, x, NULL, 0.0f);
+            memset(gr, 0, sizeof(float) * P);
+            const double Lr = ref_loss_grad(f, n, x, ms, gr);
+            double num = 0, den = 0;
+            for (size_t i = 0; i < P; i++) {
+                num += ((double)f->grads[i] - gr[i]) * ((double)f->grads[i] - gr[i]);
+                den += (double)gr[i] * gr[i];
+            }
+            printf("[tail %s, memory-saving %d, %d thread%s] z, log-det, inverse, samples %s; loss %.6f vs %.6f, "
+                   "gradient rel. diff %.2e\n",
+                   name, ms, th, th > 1 ? "s" : "", "bit-identical", Lw, Lr, sqrt(num / fmax(den, 1e-30)));
+            if (th == 1) {
+                assert_true(Lw == Lr);
+                assert_true(bits_equal(f->grads, gr, P));
+            } else {
+                assert_true(fabs(Lw - Lr) <= 1e-5 * (1 + fabs(Lr)));
+                assert_true(sqrt(num / fmax(den, 1e-30)) < 1e-4);
+            }
+            if (th == 1 && ms == 0) memcpy(g0, f->grads, sizeof(float) * P);
+            /* finite differences of the engine's own log p over a sample of the parameters */
+            if (fd && th == 1) {
+                double fnum = 0, fden = 0;
+                float *lp = rf_floats(n, NULL);
+                for (size_t i = (size_t)ms; i < P; i += 5) {
+                    const float h = 1e-3f * fmaxf(1.0f, fabsf(f->params[i])), pv = f->params[i];
+                    double Lpm[2];
+                    for (int sgn = 0; sgn < 2; sgn++) {
+                        f->params[i] = sgn ? pv - h : pv + h;
+                        rf_flow_log_prob(f, w, n, x, NULL, lp);
+                        Lpm[sgn] = 0;
+                        for (int q = 0; q < n; q++) Lpm[sgn] -= lp[q];
+                        Lpm[sgn] /= n;
+                    }
+                    f->params[i] = pv;
+                    const double gfd = (Lpm[0] - Lpm[1]) / ((double)(pv + h) - (double)(pv - h));
+                    fnum += (gfd - f->grads[i]) * (gfd - f->grads[i]);
+                    fden += gfd * gfd;
+                }
+                rf_free(lp);
+                printf("[tail %s, memory-saving %d] gradient vs central differences (every 5th parameter): "
+                       "rel. error %.2e\n", name, ms, sqrt(fnum / fmax(fden, 1e-30)));
+                assert_true(sqrt(fnum / fmax(fden, 1e-30)) < 1e-2);
+            }
+            rf_flow_ws_free(w);
+        }
+    /* every layer has a gradient (the tails' gradient reached the earlier scales) */
+    for (int k = 0; k < f->n_layers; k++) {
+        const rf_layer *l = f->layers[k];
+        double a = 0;
+        for (size_t i = 0; i < l->n_params; i++) a += fabs(g0[l->offset + i]);
+        if (l->n_params) assert_true(a > 0);
+    }
+    float *bufs[] = {x, xo, z, zr, x2, x2r, acts, ld, ldr, gr, g0, scr};
+    for (size_t i = 0; i < sizeof bufs / sizeof *bufs; i++) rf_free(bufs[i]);
+}
+
+/* The layers of a tsflow (scales 0 and 1, then 2) with dense layers between and after them: a
+ * narrower layer followed by a wider one passes its input's rest through (not in a plain
+ * tsflow). */
+static rf_flow *make_mixed(const rf_flow *f, uint64_t seed) {
+    const int D = f->D, per = f->n_layers / 3; /* layers per scale */
+    rf_err e;
+    rf_rng r;
+    rf_rng_seed(&r, seed);
+    rf_flow *g = rf_flow_alloc_layers(&f->spec, f->n_layers + 2, &e);
+    assert_non_null(g);
+    for (int k = 0; k < f->n_layers; k++) {
+        if (k == 2 * per) g->layers[g->n_layers++] = rf_actnorm_create(D, &e);
+        cJSON *j = f->layers[k]->ops->to_json(f->layers[k]);
+        g->layers[g->n_layers++] = rf_layer_from_json(j, &e);
+        cJSON_Delete(j);
+    }
+    g->layers[g->n_layers++] = rf_lu_linear_create(D, &r, &e);
+    for (int k = 0; k < g->n_layers; k++) assert_non_null(g->layers[k]);
+    assert_int_equal(rf_flow_assemble(g, &e), RF_OK);
+    for (int k = 0, q = 0; k < g->n_layers; k++) {
+        rf_layer *l = g->layers[k];
+        float *p = g->params + l->offset;
+        if (q < f->n_layers && strcmp(l->ops->kind, f->layers[q]->ops->kind) == 0) {
+            memcpy(p, f->params + f->layers[q]->offset, sizeof(float) * l->n_params);
+            q++;
+        } else {
+            if (l->ops->init_params) l->ops->init_params(l, p, &r);
+            for (size_t i = 0; i < l->n_params; i++) p[i] += 0.1f * (float)rf_rng_normal(&r);
+        }
+    }
+    memcpy(g->params + g->base.offset, f->params + f->base.offset, sizeof(float) * g->base.n_params);
+    memcpy(g->shift, f->shift, sizeof(float) * D);
+    memcpy(g->scale, f->scale, sizeof(float) * D);
+    return g;
+}
+
+static void test_tsflow_tails(void **s) {
+    (void)s;
+    /* shards need single-threaded BLAS (rf_set_threads); restored at the end */
+    const int blas = openblas_get_num_threads(), levels = omp_get_max_active_levels();
+    rf_set_threads(2);
+    rf_flow *f = make_ts_h(3, 16, 3, 2, 6, 0, RF_BASE_DIAG, 0, 0.1f, 41, 0);
+    check_tail_flow("affine 3x16 S=3", f, 32, 1, 1);
+    rf_flow *g = make_mixed(f, 5);
+    /* the plan: scale-1 layers pass [D/2, D) through to the dense ActNorm after them */
+    assert_int_equal(g->n_layers, f->n_layers + 2);
+    check_tail_flow("mixed: ts scales 0-1, dense ActNorm, ts scale 2, dense LU", g, 32, 0, 1);
+    rf_flow_free(g);
+    rf_flow_free(f);
+    f = make_ts_h(2, 16, 3, 1, 4, 1, RF_BASE_NORMAL, 0, 0.05f, 42, 0);
+    check_tail_flow("spline 2x16 S=3", f, 32, 1, 0);
+    rf_flow_free(f);
+    f = make_ts_h(2, 64, 2, 1, 4, 0, RF_BASE_NORMAL, 0, 0.1f, 43, 0); /* T = 32, 16: pointwise 1x1 path */
+    check_tail_flow("affine 2x64 S=2", f, 32, 1, 0);
+    rf_flow_free(f);
+    openblas_set_num_threads(blas);
+    omp_set_max_active_levels(levels);
+}
+
 static void test_tsflow_spec(void **s) {
     (void)s;
     rf_flow_spec sp;
@@ -1037,6 +1334,7 @@ int main(void) {
         cmocka_unit_test(test_tsflow_fresh_identity),
         cmocka_unit_test(test_tsflow_model_file),
         cmocka_unit_test(test_tsflow_gradients),
+        cmocka_unit_test(test_tsflow_tails),
         cmocka_unit_test(test_scale_report),
         cmocka_unit_test(test_tied_class_base),
         cmocka_unit_test(test_tsflow_spec),

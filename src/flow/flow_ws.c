@@ -18,7 +18,26 @@
  * waiting thread spins for at most WS_SPIN_US and then sleeps, whatever OMP_WAIT_POLICY says. On a
  * busy machine OpenMP's default spin-waiting made two threads slower than one, because a spinning
  * thread holds the core that the thread it waits for needs. While a shard runs, OpenMP regions
- * that layers open inside it get one thread. */
+ * that layers open inside it get one thread.
+ *
+ * Factored-out tails. A layer may touch only a prefix of each row (a time-series layer acts on
+ * its scale's active prefix, rf_layer_prefix_ops); the floats after the prefixes of all later
+ * layers are frozen, i.e. already final. The engine runs such layers through ops that neither
+ * read nor write the rest of the row and carries the rest itself, once per scale rather than
+ * once per layer: with a_k the prefix of layer k and live_k = max(a_k, ..., a_{L-1}) (the floats
+ * of its input that it or a later layer reads),
+ *  - forward: before layer k, the floats [live_k, live_{k-1}) of its input (frozen from here on)
+ *    are copied to the buffer that ends up holding z; after it, [a_k, live_k) is copied from its
+ *    input to its output when a later layer is wider (not in a tsflow, whose prefixes shrink).
+ *    Layer k's input is valid on [0, live_{k-1}), z on all of [0, D).
+ *  - inverse: the mirror image, the frozen floats taken from z;
+ *  - backward: the gradient with respect to a frozen float is its gradient at z, so before layer k
+ *    the floats [live_{k+1}, live_k) of dL/dz are copied into the gradient buffer (unless it is
+ *    dL/dz's own buffer, which no later layer has written beyond live_{k+1}); the memory-saving
+ *    backward rebuilds layer k's input from its output on [0, live_k) (its frozen floats are
+ *    still where the forward left them, see rows_loss_grad). The gradient with respect to the
+ *    flow's input is not formed.
+ * The values are those of the layers' own ops (which copy the tail), bit for bit. */
 #include <cblas.h>
 #include <math.h>
 #include <omp.h>
@@ -27,6 +46,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "flow_internal.h"
 #include "renflow/model.h"
 
 #define WS_MIN_ROWS 16 /* rows per shard at least (below that a thread costs more than it gains) */
@@ -178,8 +198,16 @@ typedef struct ws_shard {
     double loss;  /* the shard's sum of per-row losses (rf_flow_loss_grad) */
 } ws_shard;
 
+/* How the engine runs layer k (see "Factored-out tails" at the top). */
+typedef struct ws_layer {
+    const rf_layer_ops *ops; /* rf_layer_prefix_ops */
+    int a;                   /* floats of the prefix that the layer reads and writes */
+    int live;                /* max(a_k, ..., a_{L-1}) */
+} ws_layer;
+
 struct rf_flow_ws {
     int max_batch, memory_saving, L, D, C;
+    ws_layer *plan; /* L entries */
     int n_shards, cap, train;
     size_t n_params;
     size_t bytes, grad_bytes;
@@ -269,6 +297,19 @@ rf_flow_ws *rf_flow_ws_create_opts(const rf_flow *f, const rf_flow_ws_opts *o, r
     w->C = f->base.kind == RF_BASE_CLASS ? f->base.n_classes : 1;
     w->n_params = f->n_params;
     w->train = !o->inference;
+    w->plan = calloc((size_t)(w->L > 0 ? w->L : 1), sizeof *w->plan);
+    if (!w->plan) {
+        free(w);
+        rf_err_set(e, RF_ENOMEM, "out of memory allocating a workspace");
+        return NULL;
+    }
+    for (int k = w->L - 1; k >= 0; k--) {
+        ws_layer *pl = &w->plan[k];
+        pl->a = rf_layer_prefix_ops(f->layers[k], &pl->ops);
+        if (pl->a > w->D || pl->a < 0) pl->a = w->D;
+        const int later = k + 1 < w->L ? w->plan[k + 1].live : 0;
+        pl->live = pl->a > later ? pl->a : later;
+    }
     int T = o->threads > 0 ? o->threads : rf_get_threads();
     const int by_rows = o->max_batch / WS_MIN_ROWS;
     if (T > by_rows) T = by_rows;
@@ -319,6 +360,7 @@ void rf_flow_ws_free(rf_flow_ws *w) {
     if (w->sh)
         for (int s = 0; s < w->n_shards; s++) shard_free(w, &w->sh[s]);
     free(w->sh);
+    free(w->plan);
     free(w);
 }
 
@@ -368,6 +410,13 @@ static float std_logdet(const rf_flow *f) {
     return (float)t;
 }
 
+/* dst[i, lo..hi) = src[i, lo..hi) for n rows of D floats (nothing when src == dst). */
+static void copy_cols(int n, int D, int lo, int hi, const float *src, float *dst) {
+    if (hi <= lo || src == dst) return;
+    for (int i = 0; i < n; i++)
+        memcpy(dst + (size_t)i * D + lo, src + (size_t)i * D + lo, sizeof(float) * (size_t)(hi - lo));
+}
+
 /* Forward of n <= cap rows on shard sh: returns the buffer holding z; ld filled. With `keep`
  * (store mode, training) every activation and cache is kept. */
 static float *forward_rows(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh, int n,
@@ -380,28 +429,35 @@ static float *forward_rows(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh, 
             u[(size_t)i * D + j] = (x[(size_t)i * D + j] - f->shift[j]) / f->scale[j];
         ld[i] = lds;
     }
-    float *cur = u;
-    for (int k = 0; k < f->n_layers; k++) {
+    const int L = f->n_layers;
+    float *cur = u, *zbuf = w->memory_saving ? sh->acts[L % 2] : sh->acts[L];
+    for (int k = 0; k < L; k++) {
         const rf_layer *l = f->layers[k];
+        const ws_layer *pl = &w->plan[k];
         float *next = w->memory_saving ? sh->acts[(k + 1) % 2] : sh->acts[k + 1];
         float *cache = keep && !w->memory_saving ? sh->caches[k] : NULL;
-        l->ops->forward(l, f->params + l->offset, n, cur, next, ld, cache, sh->scratch);
+        copy_cols(n, D, pl->live, k > 0 ? w->plan[k - 1].live : D, cur, zbuf);
+        pl->ops->forward(l, f->params + l->offset, n, cur, next, ld, cache, sh->scratch);
+        copy_cols(n, D, pl->a, pl->live, cur, next);
         cur = next;
     }
-    return cur;
+    return cur; /* == zbuf */
 }
 
 /* Inverse of n <= cap rows: z (n x D, not modified unless it is x itself) -> x; ld = log|det
- * dz/dx| at x. z is read by the last layer's inverse only, so z == x is allowed. */
-static void inverse_rows(const rf_flow *f, ws_shard *sh, int n, const float *z, float *x,
-                         float *ld) {
+ * dz/dx| at x. x is written only after the last read of z, so z == x is allowed. */
+static void inverse_rows(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh, int n, const float *z,
+                         float *x, float *ld) {
     const int D = f->D;
     const float *cur = z;
     memset(ld, 0, sizeof(float) * n);
     for (int k = f->n_layers - 1; k >= 0; k--) {
         const rf_layer *l = f->layers[k];
+        const ws_layer *pl = &w->plan[k];
         float *next = sh->acts[k % 2];
-        l->ops->inverse(l, f->params + l->offset, n, cur, next, ld, sh->scratch);
+        pl->ops->inverse(l, f->params + l->offset, n, cur, next, ld, sh->scratch);
+        copy_cols(n, D, pl->a, pl->live, cur, next);
+        copy_cols(n, D, pl->live, k > 0 ? w->plan[k - 1].live : D, z, next);
         cur = next;
     }
     const float lds = std_logdet(f);
@@ -493,7 +549,7 @@ void rf_flow_forward(const rf_flow *f, rf_flow_ws *w, int n, const float *x, flo
 
 static void job_inverse(const rows_job *j, ws_shard *sh, int n, int off) {
     const int D = j->f->D;
-    inverse_rows(j->f, sh, n, j->in + (size_t)off * D, j->out + (size_t)off * D, sh->ld);
+    inverse_rows(j->f, j->w, sh, n, j->in + (size_t)off * D, j->out + (size_t)off * D, sh->ld);
     if (j->out2) memcpy(j->out2 + off, sh->ld, sizeof(float) * n);
 }
 
@@ -539,7 +595,7 @@ void rf_flow_class_log_posterior(const rf_flow *f, rf_flow_ws *w, int n, const f
 
 static void job_sample(const rows_job *j, ws_shard *sh, int n, int off) {
     float *x = j->out + (size_t)off * j->f->D;
-    inverse_rows(j->f, sh, n, x, x, sh->ld); /* x holds the base draws */
+    inverse_rows(j->f, j->w, sh, n, x, x, sh->ld); /* x holds the base draws */
 }
 
 void rf_flow_sample(const rf_flow *f, rf_flow_ws *w, int n, const int *labels, rf_rng *rng, float *x) {
@@ -632,20 +688,28 @@ static double rows_loss_grad(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh
     const double loss = base_loss_grad(f, sh, n, zb, labels, ce_weight, inv_n, grads);
     if (w->la.row) latent_affine_backward(f, &w->la, r0, n, sh->dz);
     for (int i = 0; i < n; i++) sh->dld[i] = (float)-inv_n;
+    const int D = f->D;
     float *dy = sh->dz, *dx = sh->dbuf;
     float *y = z;
     for (int k = f->n_layers - 1; k >= 0; k--) {
         const rf_layer *l = f->layers[k];
+        const ws_layer *pl = &w->plan[k];
+        const int later = k + 1 < f->n_layers ? w->plan[k + 1].live : 0;
         const float *p = f->params + l->offset;
         const float *xin;
         const float *cache;
         if (w->memory_saving) {
             /* rebuild this layer's input from its output, then its cache: y lives in acts[0] or
-             * acts[1]; the input goes to the other, the recomputed output (discarded) to acts[2] */
+             * acts[1]; the input goes to the other, the recomputed output (discarded) to acts[2].
+             * That other buffer, acts[k % 2], is the one that held this layer's input in the
+             * forward, and its floats [live_k, live_{k-1}) (frozen from layer k on) are still
+             * there: every layer after k, forward or rebuilt, wrote below live_k. Of the input's
+             * floats past the prefix only [a_k, live_k) are rebuilt, for the layers before. */
             float *xr = sh->acts[0] == y ? sh->acts[1] : sh->acts[0];
             float *yy = sh->acts[2];
-            l->ops->inverse(l, p, n, y, xr, sh->tmp_ld, sh->scratch);
-            l->ops->forward(l, p, n, xr, yy, sh->tmp_ld, sh->caches[0], sh->scratch);
+            pl->ops->inverse(l, p, n, y, xr, sh->tmp_ld, sh->scratch);
+            if (k > 0) copy_cols(n, D, pl->a, pl->live, y, xr);
+            pl->ops->forward(l, p, n, xr, yy, sh->tmp_ld, sh->caches[0], sh->scratch);
             xin = xr;
             cache = sh->caches[0];
             y = xr;
@@ -653,7 +717,9 @@ static double rows_loss_grad(const rf_flow *f, const rf_flow_ws *w, ws_shard *sh
             xin = sh->acts[k];
             cache = sh->caches[k];
         }
-        l->ops->backward(l, p, n, xin, dy, sh->dld, dx, grads + l->offset, cache, sh->scratch);
+        copy_cols(n, D, later, pl->live, sh->dz, dy); /* dL/dz of the floats frozen after layer k */
+        pl->ops->backward(l, p, n, xin, dy, sh->dld, dx, grads + l->offset, cache, sh->scratch);
+        if (k > 0) copy_cols(n, D, pl->a, pl->live, dy, dx);
         float *t = dy;
         dy = dx;
         dx = t;

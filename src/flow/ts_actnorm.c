@@ -10,7 +10,13 @@
 int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
 cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
 int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst);
+const rf_layer_ops *rf_ts_actnorm_prefix_ops(const rf_layer *l);
+void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
+                        float *cache, float *scratch);
+void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
+                        float *scratch);
+void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T;
@@ -107,8 +113,8 @@ static float tan_logdet(const tan_impl *a, const float *s) {
     return (float)(t * a->T);
 }
 
-static void tan_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
-                        float *logdet, float *cache, float *scratch) {
+static void tan_forward_prefix(const rf_layer *l, const float *p, int n, const float *x, float *y,
+                               float *logdet, float *cache, float *scratch) {
     (void)cache;
     (void)scratch;
     const tan_impl *a = l->impl;
@@ -124,11 +130,10 @@ static void tan_forward(const rf_layer *l, const float *p, int n, const float *x
         }
         logdet[i] += ld;
     }
-    rf_ts_copy_tail(n, D, C * T, x, y);
 }
 
-static void tan_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
-                        float *logdet, float *scratch) {
+static void tan_inverse_prefix(const rf_layer *l, const float *p, int n, const float *y, float *x,
+                               float *logdet, float *scratch) {
     (void)scratch;
     const tan_impl *a = l->impl;
     const int D = l->dim, C = a->C, T = a->T;
@@ -144,13 +149,12 @@ static void tan_inverse(const rf_layer *l, const float *p, int n, const float *y
         }
         logdet[i] -= ld;
     }
-    rf_ts_copy_tail(n, D, C * T, y, x);
 }
 
 /* dx = dy e^s; db_c = sum dy e^s; ds_c = sum dy (x + b) e^s + T sum_i dlogdet_i. */
-static void tan_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                         const float *dlogdet, float *dx, float *dp, const float *cache,
-                         float *scratch) {
+static void tan_backward_prefix(const rf_layer *l, const float *p, int n, const float *x,
+                                const float *dy, const float *dlogdet, float *dx, float *dp,
+                                const float *cache, float *scratch) {
     (void)cache;
     (void)scratch;
     const tan_impl *a = l->impl;
@@ -166,7 +170,6 @@ static void tan_backward(const rf_layer *l, const float *p, int n, const float *
         dp[c] += (float)gb;
         dp[C + c] += (float)(gs + gld * T);
     }
-    rf_ts_copy_tail(n, D, C * T, dy, dx);
 }
 
 static cJSON *tan_to_json(const rf_layer *l) {
@@ -180,12 +183,29 @@ static const rf_layer_ops ts_actnorm_ops = {
     .scratch_floats = tan_none,
     .init_params = tan_init,
     .data_init = tan_data_init,
-    .forward = tan_forward,
-    .inverse = tan_inverse,
-    .backward = tan_backward,
+    .forward = rf_ts_forward_tail,
+    .inverse = rf_ts_inverse_tail,
+    .backward = rf_ts_backward_tail,
     .to_json = tan_to_json,
     .free_impl = free,
 };
+
+static const rf_layer_ops ts_actnorm_prefix_ops = {
+    .kind = "ts_actnorm",
+    .cache_floats = tan_none,
+    .scratch_floats = tan_none,
+    .init_params = tan_init,
+    .data_init = tan_data_init,
+    .forward = tan_forward_prefix,
+    .inverse = tan_inverse_prefix,
+    .backward = tan_backward_prefix,
+    .to_json = tan_to_json,
+    .free_impl = free,
+};
+
+const rf_layer_ops *rf_ts_actnorm_prefix_ops(const rf_layer *l) {
+    return l->ops == &ts_actnorm_ops ? &ts_actnorm_prefix_ops : NULL;
+}
 
 rf_layer *rf_ts_actnorm_create(int D, int channels, int length, rf_err *e) {
     if (rf_ts_check_shape("ts_actnorm", D, channels, length, e) != RF_OK) return NULL;

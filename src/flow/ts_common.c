@@ -1,11 +1,15 @@
 /* Pieces shared by the time-series layers (ts_*.c). Every ts layer keeps dim = D and acts on the
- * active prefix of each row (C channels x T samples, channel-major, C * T <= D); the rest of the
- * row is copied. Each ts layer's impl struct starts with `int C, T;` (the active shape; the input
+ * active prefix of each row (C channels x T samples, channel-major, C * T <= D); its layer ops
+ * copy the rest of the row. Each ts layer also has "prefix" ops that leave the rest of the row
+ * alone (neither read nor written), which the flow engine uses (rf_layer_prefix_ops, declared in
+ * flow_internal.h): it carries the factored-out tail once per scale instead of every layer
+ * copying it. Each ts layer's impl struct starts with `int C, T;` (the active shape; the input
  * shape for the squeeze), which rf_ts_layer_shape reads. */
 #include <cjson/cJSON.h>
 #include <string.h>
 
 #include "../core/json_util.h"
+#include "flow_internal.h"
 #include "renflow/tsflow.h"
 
 typedef struct {
@@ -56,8 +60,53 @@ int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T
 }
 
 /* dst[i, A..D) = src[i, A..D) for every row. */
-void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst) {
-    if (A >= D) return;
+static void copy_tail(int n, int D, int A, const float *src, float *dst) {
+    if (A >= D || src == dst) return;
     for (int i = 0; i < n; i++)
         memcpy(dst + (size_t)i * D + A, src + (size_t)i * D + A, sizeof(float) * (size_t)(D - A));
+}
+
+const rf_layer_ops *rf_ts_squeeze_prefix_ops(const rf_layer *l);
+const rf_layer_ops *rf_ts_actnorm_prefix_ops(const rf_layer *l);
+const rf_layer_ops *rf_ts_conv1x1_prefix_ops(const rf_layer *l);
+const rf_layer_ops *rf_ts_coupling_prefix_ops(const rf_layer *l);
+
+int rf_layer_prefix_ops(const rf_layer *l, const rf_layer_ops **ops) {
+    const rf_layer_ops *(*const get[])(const rf_layer *) = {rf_ts_squeeze_prefix_ops, rf_ts_actnorm_prefix_ops,
+                                                            rf_ts_conv1x1_prefix_ops, rf_ts_coupling_prefix_ops};
+    for (size_t i = 0; i < sizeof get / sizeof *get; i++) {
+        const rf_layer_ops *p = get[i](l);
+        if (p) {
+            const ts_head *h = l->impl;
+            *ops = p;
+            return h->C * h->T;
+        }
+    }
+    *ops = l->ops;
+    return l->dim;
+}
+
+/* The ts layers' ops proper: their prefix ops, then the rest of each row copied. */
+void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
+                        float *cache, float *scratch) {
+    const rf_layer_ops *o;
+    const int A = rf_layer_prefix_ops(l, &o);
+    o->forward(l, p, n, x, y, logdet, cache, scratch);
+    copy_tail(n, l->dim, A, x, y);
+}
+
+void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
+                        float *scratch) {
+    const rf_layer_ops *o;
+    const int A = rf_layer_prefix_ops(l, &o);
+    o->inverse(l, p, n, y, x, logdet, scratch);
+    copy_tail(n, l->dim, A, y, x);
+}
+
+void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch) {
+    const rf_layer_ops *o;
+    const int A = rf_layer_prefix_ops(l, &o);
+    o->backward(l, p, n, x, dy, dlogdet, dx, dp, cache, scratch);
+    copy_tail(n, l->dim, A, dy, dx);
 }

@@ -23,7 +23,13 @@
 int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
 cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
 int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst);
+const rf_layer_ops *rf_ts_conv1x1_prefix_ops(const rf_layer *l);
+void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
+                        float *cache, float *scratch);
+void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
+                        float *scratch);
+void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T;
@@ -74,8 +80,8 @@ static void c1_init(const rf_layer *l, float *p, rf_rng *rng) {
     for (int i = 0; i < m->C * m->C; i++) p[i] = m->init ? (float)m->init[i] : 0.0f;
 }
 
-static void c1_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
-                       float *logdet, float *cache, float *scratch) {
+static void c1_forward_prefix(const rf_layer *l, const float *p, int n, const float *x, float *y,
+                              float *logdet, float *cache, float *scratch) {
     (void)cache;
     const c1_impl *m = l->impl;
     const int D = l->dim, C = m->C, T = m->T;
@@ -89,14 +95,13 @@ static void c1_forward(const rf_layer *l, const float *p, int n, const float *x,
     else
         for (int i = 0; i < n; i++)
             rf_gemm(0, 0, C, T, C, 1.0f, w, C, x + (size_t)i * D, T, 0.0f, y + (size_t)i * D, T);
-    rf_ts_copy_tail(n, D, C * T, x, y);
     const float ld = c1_logdet(m, p);
     for (int i = 0; i < n; i++) logdet[i] += ld;
 }
 
 /* X = U1^{-1} L^{-1} (P^T Y), with (P^T Y)[p[r]] = Y[r]; solved in place in x. */
-static void c1_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
-                       float *logdet, float *scratch) {
+static void c1_inverse_prefix(const rf_layer *l, const float *p, int n, const float *y, float *x,
+                              float *logdet, float *scratch) {
     const c1_impl *m = l->impl;
     const int D = l->dim, C = m->C, T = m->T;
     float *lu = scratch;
@@ -110,16 +115,15 @@ static void c1_inverse(const rf_layer *l, const float *p, int n, const float *y,
         cblas_strsm(CblasRowMajor, CblasLeft, CblasUpper, CblasNoTrans, CblasNonUnit, C, T, 1.0f,
                     lu, C, xi, T);
     }
-    rf_ts_copy_tail(n, D, C * T, y, x);
     const float ld = c1_logdet(m, p);
     for (int i = 0; i < n; i++) logdet[i] -= ld;
 }
 
 /* dX = W^T dY; dW = sum_i dY_i X_i^T; dM = P^T dW; dL = strict_lower(dM U1^T); dU1 = L^T dM;
  * dlogs_j = dU1_jj * sign_j e^{logs_j} + T * sum dlogdet. */
-static void c1_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                        const float *dlogdet, float *dx, float *dp, const float *cache,
-                        float *scratch) {
+static void c1_backward_prefix(const rf_layer *l, const float *p, int n, const float *x,
+                               const float *dy, const float *dlogdet, float *dx, float *dp,
+                               const float *cache, float *scratch) {
     (void)cache;
     const c1_impl *m = l->impl;
     const int D = l->dim, C = m->C, T = m->T;
@@ -132,7 +136,6 @@ static void c1_backward(const rf_layer *l, const float *p, int n, const float *x
     else
         for (int i = 0; i < n; i++)
             rf_gemm(1, 0, C, T, C, 1.0f, w, C, dy + (size_t)i * D, T, 0.0f, dx + (size_t)i * D, T);
-    rf_ts_copy_tail(n, D, C * T, dy, dx);
     /* w <- dW */
     memset(w, 0, sizeof(float) * C * C);
     if (pw)
@@ -179,12 +182,28 @@ static const rf_layer_ops ts_conv1x1_ops = {
     .cache_floats = c1_cache,
     .scratch_floats = c1_scratch,
     .init_params = c1_init,
-    .forward = c1_forward,
-    .inverse = c1_inverse,
-    .backward = c1_backward,
+    .forward = rf_ts_forward_tail,
+    .inverse = rf_ts_inverse_tail,
+    .backward = rf_ts_backward_tail,
     .to_json = c1_to_json,
     .free_impl = c1_free,
 };
+
+static const rf_layer_ops ts_conv1x1_prefix_ops = {
+    .kind = "ts_conv1x1",
+    .cache_floats = c1_cache,
+    .scratch_floats = c1_scratch,
+    .init_params = c1_init,
+    .forward = c1_forward_prefix,
+    .inverse = c1_inverse_prefix,
+    .backward = c1_backward_prefix,
+    .to_json = c1_to_json,
+    .free_impl = c1_free,
+};
+
+const rf_layer_ops *rf_ts_conv1x1_prefix_ops(const rf_layer *l) {
+    return l->ops == &ts_conv1x1_ops ? &ts_conv1x1_prefix_ops : NULL;
+}
 
 static c1_impl *c1_new(int D, int C, int T, rf_err *e) {
     if (rf_ts_check_shape("ts_conv1x1", D, C, T, e) != RF_OK) return NULL;

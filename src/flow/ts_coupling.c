@@ -33,7 +33,13 @@
 int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
 cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
 int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst);
+const rf_layer_ops *rf_ts_coupling_prefix_ops(const rf_layer *l);
+void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
+                        float *cache, float *scratch);
+void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
+                        float *scratch);
+void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T;
@@ -225,8 +231,8 @@ static void ta_rows(const tc_impl *c, int n, int D, float *th, const float *in, 
     }
 }
 
-static void tc_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
-                       float *logdet, float *cache, float *scratch) {
+static void tc_forward_prefix(const rf_layer *l, const float *p, int n, const float *x, float *y,
+                              float *logdet, float *cache, float *scratch) {
     const tc_impl *c = l->impl;
     const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
     float *buf = cache ? cache : scratch;
@@ -234,7 +240,6 @@ static void tc_forward(const rf_layer *l, const float *p, int n, const float *x,
     float *th = tc_condition(c, p, n, D, x, buf, cs);
     if (c->xf.kind == RF_XFORM_AFFINE) {
         ta_rows(c, n, D, th, x, y, logdet, cache != NULL, 0);
-        rf_ts_copy_tail(n, D, c->C * T, x, y);
         return;
     }
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
@@ -255,17 +260,15 @@ static void tc_forward(const rf_layer *l, const float *p, int n, const float *x,
         }
         logdet[i] += (float)ld;
     }
-    rf_ts_copy_tail(n, D, c->C * T, x, y);
 }
 
-static void tc_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
-                       float *logdet, float *scratch) {
+static void tc_inverse_prefix(const rf_layer *l, const float *p, int n, const float *y, float *x,
+                              float *logdet, float *scratch) {
     const tc_impl *c = l->impl;
     const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
     float *th = tc_condition(c, p, n, D, y, scratch, scratch + tc_cache(l, n));
     if (c->xf.kind == RF_XFORM_AFFINE) {
         ta_rows(c, n, D, th, y, x, logdet, 0, 1);
-        rf_ts_copy_tail(n, D, c->C * T, y, x);
         return;
     }
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
@@ -286,12 +289,11 @@ static void tc_inverse(const rf_layer *l, const float *p, int n, const float *y,
         }
         logdet[i] += (float)ld;
     }
-    rf_ts_copy_tail(n, D, c->C * T, y, x);
 }
 
-static void tc_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                        const float *dlogdet, float *dx, float *dp, const float *cache,
-                        float *scratch) {
+static void tc_backward_prefix(const rf_layer *l, const float *p, int n, const float *x,
+                               const float *dy, const float *dlogdet, float *dx, float *dp,
+                               const float *cache, float *scratch) {
     const tc_impl *c = l->impl;
     const int D = l->dim, T = c->T, ca = c->ca, cb = c->cb, nt = c->nt;
     size_t nxa, nth;
@@ -318,7 +320,6 @@ static void tc_backward(const rf_layer *l, const float *p, int n, const float *x
                 ta_add(T, dy + o, gi + (size_t)ch * g.row, dx + o);
             }
         }
-        rf_ts_copy_tail(n, D, c->C * T, dy, dx);
         return;
     }
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 4096)
@@ -339,7 +340,6 @@ static void tc_backward(const rf_layer *l, const float *p, int n, const float *x
             const float *g = dxa + (size_t)i * T * ca + ch;
             for (int t = 0; t < T; t++) dx[o + t] = dy[o + t] + g[(size_t)t * ca];
         }
-    rf_ts_copy_tail(n, D, c->C * T, dy, dx);
 }
 
 static cJSON *tc_to_json(const rf_layer *l) {
@@ -370,12 +370,28 @@ static const rf_layer_ops ts_coupling_ops = {
     .cache_floats = tc_cache,
     .scratch_floats = tc_scratch,
     .init_params = tc_init,
-    .forward = tc_forward,
-    .inverse = tc_inverse,
-    .backward = tc_backward,
+    .forward = rf_ts_forward_tail,
+    .inverse = rf_ts_inverse_tail,
+    .backward = rf_ts_backward_tail,
     .to_json = tc_to_json,
     .free_impl = tc_free,
 };
+
+static const rf_layer_ops ts_coupling_prefix_ops = {
+    .kind = "ts_coupling",
+    .cache_floats = tc_cache,
+    .scratch_floats = tc_scratch,
+    .init_params = tc_init,
+    .forward = tc_forward_prefix,
+    .inverse = tc_inverse_prefix,
+    .backward = tc_backward_prefix,
+    .to_json = tc_to_json,
+    .free_impl = tc_free,
+};
+
+const rf_layer_ops *rf_ts_coupling_prefix_ops(const rf_layer *l) {
+    return l->ops == &ts_coupling_ops ? &ts_coupling_prefix_ops : NULL;
+}
 
 static rf_layer *tc_create(int D, int C, int T, const rf_conv1d_cfg *cond, const rf_xform *xf,
                            rf_err *e) {

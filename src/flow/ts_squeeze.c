@@ -13,7 +13,13 @@
 int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
 cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
 int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-void rf_ts_copy_tail(int n, int D, int A, const float *src, float *dst);
+const rf_layer_ops *rf_ts_squeeze_prefix_ops(const rf_layer *l);
+void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
+                        float *cache, float *scratch);
+void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
+                        float *scratch);
+void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
+                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T; /* input shape (T even) */
@@ -63,8 +69,10 @@ SQ_CLONES static void haar_inv(int C, int T, const float *restrict y, float *res
     }
 }
 
-static void sq_forward(const rf_layer *l, const float *p, int n, const float *x, float *y,
-                       float *logdet, float *cache, float *scratch) {
+/* The map on the active prefix of every row; the floats after it are neither read nor written
+ * (the _prefix ops, for the flow engine, which carries the factored-out tail itself). */
+static void sq_forward_prefix(const rf_layer *l, const float *p, int n, const float *x, float *y,
+                              float *logdet, float *cache, float *scratch) {
     (void)p;
     (void)logdet; /* orthonormal: adds 0 */
     (void)cache;
@@ -73,11 +81,10 @@ static void sq_forward(const rf_layer *l, const float *p, int n, const float *x,
     const int D = l->dim;
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
     for (int i = 0; i < n; i++) haar_fwd(q->C, q->T, x + (size_t)i * D, y + (size_t)i * D);
-    rf_ts_copy_tail(n, D, q->C * q->T, x, y);
 }
 
-static void sq_inverse(const rf_layer *l, const float *p, int n, const float *y, float *x,
-                       float *logdet, float *scratch) {
+static void sq_inverse_prefix(const rf_layer *l, const float *p, int n, const float *y, float *x,
+                              float *logdet, float *scratch) {
     (void)p;
     (void)logdet;
     (void)scratch;
@@ -85,18 +92,17 @@ static void sq_inverse(const rf_layer *l, const float *p, int n, const float *y,
     const int D = l->dim;
 #pragma omp parallel for schedule(static) if ((size_t)n * D > 65536)
     for (int i = 0; i < n; i++) haar_inv(q->C, q->T, y + (size_t)i * D, x + (size_t)i * D);
-    rf_ts_copy_tail(n, D, q->C * q->T, y, x);
 }
 
 /* dx = J^T dy = J^{-1} dy (J orthonormal); no parameters, the log-det is constant. */
-static void sq_backward(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                        const float *dlogdet, float *dx, float *dp, const float *cache,
-                        float *scratch) {
+static void sq_backward_prefix(const rf_layer *l, const float *p, int n, const float *x,
+                               const float *dy, const float *dlogdet, float *dx, float *dp,
+                               const float *cache, float *scratch) {
     (void)x;
     (void)dlogdet;
     (void)dp;
     (void)cache;
-    sq_inverse(l, p, n, dy, dx, NULL, scratch);
+    sq_inverse_prefix(l, p, n, dy, dx, NULL, scratch);
 }
 
 static cJSON *sq_to_json(const rf_layer *l) {
@@ -108,12 +114,27 @@ static const rf_layer_ops squeeze_ops = {
     .kind = "ts_squeeze",
     .cache_floats = sq_none,
     .scratch_floats = sq_none,
-    .forward = sq_forward,
-    .inverse = sq_inverse,
-    .backward = sq_backward,
+    .forward = rf_ts_forward_tail,
+    .inverse = rf_ts_inverse_tail,
+    .backward = rf_ts_backward_tail,
     .to_json = sq_to_json,
     .free_impl = free,
 };
+
+static const rf_layer_ops squeeze_prefix_ops = {
+    .kind = "ts_squeeze",
+    .cache_floats = sq_none,
+    .scratch_floats = sq_none,
+    .forward = sq_forward_prefix,
+    .inverse = sq_inverse_prefix,
+    .backward = sq_backward_prefix,
+    .to_json = sq_to_json,
+    .free_impl = free,
+};
+
+const rf_layer_ops *rf_ts_squeeze_prefix_ops(const rf_layer *l) {
+    return l->ops == &squeeze_ops ? &squeeze_prefix_ops : NULL;
+}
 
 rf_layer *rf_ts_squeeze_create(int D, int channels, int length, rf_err *e) {
     if (rf_ts_check_shape("ts_squeeze", D, channels, length, e) != RF_OK) return NULL;
