@@ -102,12 +102,18 @@ static const char USAGE[] =
     "  --ensemble K          train K models per fold (different seeds, same data) and classify\n"
     "                        with their mean posterior p(c|x) (default 1); test NLL is that of\n"
     "                        their equal mixture; with --out, member m > 0 is PREFIX-fold<f>-m<m>.rf\n"
+    "  --pool P              ensemble: mean (default; mean posterior) | log (mean log posterior,\n"
+    "                        a product of experts: for flows, whose posteriors are nearly one-hot)\n"
+    "  --view FILE           (repeatable) another version of --data: the same rows and columns,\n"
+    "                        e.g. features normalised another way; ensemble members take --data\n"
+    "                        and the views in turn (at least one member each); the input\n"
+    "                        transforms apply to every view\n"
     "  --quiet               no progress on stderr\n";
 
 enum {
     O_DATA = 256, O_VAL, O_LABELS, O_SUBJECTS, O_VAL_LABELS, O_STD, O_DROP, O_FLOW, O_BLOCKS, O_HIDDEN, O_HLAYERS, O_ACT,
     O_RESIDUAL, O_BINS, O_BOUND, O_CLAMP, O_BASE, O_TASK, O_CE, O_EPOCHS, O_BATCH, O_LR, O_WD, O_CLIP, O_WARMUP,
-    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT, O_PERM, O_NOACTNORM, O_ADAPT, O_SUBJSTDF, O_ENSEMBLE
+    O_NOCOS, O_PATIENCE, O_MEMSAVE, O_MAXSTEPS, O_OUT, O_RESUME, O_SEED, O_THREADS, O_CURVE, O_JSON, O_QUIET, O_FOLDS, O_PRIOR, O_SCALES, O_KERNEL, O_DILATION, O_COUPLING, O_MODEL, O_BALANCED, O_HMM, O_RECORDINGS, O_FEATURES, O_CONTEXT, O_CLASSTIE, O_SUBJSTD, O_CLASSINIT, O_PERM, O_NOACTNORM, O_ADAPT, O_SUBJSTDF, O_ENSEMBLE, O_VIEW, O_POOL
 };
 
 static const struct option LONGOPTS[] = {
@@ -120,7 +126,7 @@ static const struct option LONGOPTS[] = {
     {"clip", 1, 0, O_CLIP}, {"warmup", 1, 0, O_WARMUP}, {"no-cosine", 0, 0, O_NOCOS},
     {"patience", 1, 0, O_PATIENCE}, {"memory-saving", 0, 0, O_MEMSAVE}, {"max-steps", 1, 0, O_MAXSTEPS},
     {"out", 1, 0, O_OUT}, {"resume", 0, 0, O_RESUME}, {"seed", 1, 0, O_SEED}, {"threads", 1, 0, O_THREADS},
-    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"permutation", 1, 0, O_PERM}, {"no-actnorm", 0, 0, O_NOACTNORM}, {"subject-adapt", 1, 0, O_ADAPT}, {"subject-standardise-features", 0, 0, O_SUBJSTDF}, {"ensemble", 1, 0, O_ENSEMBLE}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
+    {"curve", 1, 0, O_CURVE}, {"json", 0, 0, O_JSON}, {"quiet", 0, 0, O_QUIET}, {"folds", 1, 0, O_FOLDS}, {"scales", 1, 0, O_SCALES}, {"kernel", 1, 0, O_KERNEL}, {"dilation", 1, 0, O_DILATION}, {"coupling", 1, 0, O_COUPLING}, {"prior", 1, 0, O_PRIOR}, {"model", 1, 0, O_MODEL}, {"class-balanced", 0, 0, O_BALANCED}, {"hmm", 0, 0, O_HMM}, {"recordings", 1, 0, O_RECORDINGS}, {"features", 1, 0, O_FEATURES}, {"context", 1, 0, O_CONTEXT}, {"class-tie", 1, 0, O_CLASSTIE}, {"subject-standardise", 0, 0, O_SUBJSTD}, {"class-init", 1, 0, O_CLASSINIT}, {"permutation", 1, 0, O_PERM}, {"no-actnorm", 0, 0, O_NOACTNORM}, {"subject-adapt", 1, 0, O_ADAPT}, {"subject-standardise-features", 0, 0, O_SUBJSTDF}, {"ensemble", 1, 0, O_ENSEMBLE}, {"view", 1, 0, O_VIEW}, {"pool", 1, 0, O_POOL}, {"help", 0, 0, 'h'}, {0, 0, 0, 0}};
 
 
 
@@ -197,6 +203,17 @@ int rf_cli_train_parse(int cv, int argc, char **argv, train_args *a, int *help) 
         case O_MODEL: a->model = optarg; if (!cv) rc = rf_usage_error(C, "--model belongs to `renflow cv`"); break;
         case O_BALANCED: a->class_balanced = 1; break;
         case O_ENSEMBLE: rc = cv ? rf_arg_int(C, "ensemble", optarg, 1, 64, &a->ensemble) : rf_usage_error(C, "--ensemble belongs to `renflow cv`"); break;
+        case O_POOL:
+            if (!cv) rc = rf_usage_error(C, "--pool belongs to `renflow cv`");
+            else if (!strcmp(optarg, "mean")) a->log_pool = 0;
+            else if (!strcmp(optarg, "log")) a->log_pool = 1;
+            else rc = rf_usage_error(C, "option --pool: expected mean or log, got '%s'", optarg);
+            break;
+        case O_VIEW:
+            if (!cv) rc = rf_usage_error(C, "--view belongs to `renflow cv`");
+            else if (a->n_views >= RF_CLI_MAX_VIEWS) rc = rf_usage_error(C, "at most %d --view options", RF_CLI_MAX_VIEWS);
+            else a->views[a->n_views++] = optarg;
+            break;
         case O_HMM: a->hmm = 1; if (!cv) rc = rf_usage_error(C, "--hmm belongs to `renflow cv`"); break;
         case O_RECORDINGS: a->recordings = optarg; break;
         case O_FEATURES:

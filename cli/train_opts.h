@@ -24,6 +24,10 @@ typedef struct train_args {
     int class_balanced; /* renflow cv: logreg/mlp loss weights */
     int hmm;            /* renflow cv: Markov-chain smoothing */
     int ensemble;       /* renflow cv: models per fold */
+    int log_pool;       /* renflow cv: --pool log */
+#define RF_CLI_MAX_VIEWS 8
+    const char *views[RF_CLI_MAX_VIEWS]; /* renflow cv: other versions of --data */
+    int n_views;
     int subject_adapt;  /* fit the subject-adaptive latent normalisation (renflow/adapt.h) */
     const char *recordings;
     rf_input_tf input;  /* --features / --context, recorded in the model's meta */

@@ -62,6 +62,11 @@ check "prepare 4 subjects exits 0" '[ $? -eq 0 ]'
 check "cv --ensemble 2 exits 0" '[ $? -eq 0 ]'
 check "cv JSON records the ensemble" 'grep -q "\"ensemble\":[[:space:]]*2" "$T/cv.json" && grep -q "\"ensemble_members\":[[:space:]]*2" "$T/cv.json"'
 check "every fold keeps both members" '[ -s "$T/cv-fold0.rf" ] && [ -s "$T/cv-fold0-m1.rf" ] && [ -s "$T/cv-fold1.rf" ] && [ -s "$T/cv-fold1-m1.rf" ] && ! cmp -s "$T/cv-fold0.rf" "$T/cv-fold0-m1.rf"'
+"$R" cv --data "$T/prep4" --view "$T/prep4/windows.npy" --features bandpower --flow glow --blocks 2 --hidden 8 --epochs 1 --batch 32 --folds 2 --out "$T/cvv" --quiet --json > "$T/cvv.json"
+check "cv --view exits 0" '[ $? -eq 0 ]'
+check "members alternate between the data and the view" 'grep -aq "\"cv_view\":[[:space:]]*1" "$T/cvv-fold0-m1.rf" && grep -aq "\"cv_view\":[[:space:]]*0" "$T/cvv-fold0.rf" && grep -q "\"views\"" "$T/cvv.json"'
+"$R" cv --data "$T/prep4" --view "$T/prep/windows.npy" --features bandpower --epochs 1 --folds 2 --quiet 2> "$T/verr.txt"
+check "a view with other rows exits 1 and names the file" '[ $? -eq 1 ] && grep -q "prep/windows.npy" "$T/verr.txt"'
 "$R" cv --data "$T/prep4" --folds 2 --ensemble 0 --quiet 2> /dev/null
 check "cv --ensemble 0 is a usage error (2)" '[ $? -eq 2 ]'
 "$R" train --task classify --data "$T/prep4" --ensemble 2 --out "$T/x.rf" --quiet 2> /dev/null

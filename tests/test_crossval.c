@@ -142,13 +142,18 @@ static void test_cv_needs_subjects(void **state) {
 
 /* An ensemble of K flows per fold: each member is written, the fold's predictions are the argmax
  * of the members' mean posterior and its test NLL is that of their equal mixture (recomputed here
- * from the saved members). A hard problem (means +-0.35) so that members disagree. */
-static void test_cv_ensemble(void **state) {
-    (void)state;
+ * from the saved members). A hard problem (means +-0.35) so that members disagree. With a view
+ * (the data with two columns mapped affinely: another version of the same rows), members take
+ * the data and the view in turn; the NLL is then not reported (different variables). log_pool:
+ * the mean log posterior decides instead of the mean posterior. */
+static void run_ensemble(int with_view, int log_pool) {
     rf_dataset d;
     make_data(&d, 6, 50, 0, 31);
     for (int i = 0; i < d.x.n; i++)
         for (int j = 0; j < 2; j++) d.x.x[(size_t)i * 4 + j] *= 0.25f;
+    rf_matrix view;
+    assert_int_equal(rf_matrix_alloc(&view, d.x.n, 4, NULL), RF_OK);
+    for (size_t i = 0; i < (size_t)d.x.n * 4; i++) view.x[i] = (i % 4 == 1 || i % 4 == 2) ? -3 * d.x.x[i] + 2 : d.x.x[i];
     rf_flow_spec spec;
     rf_flow_spec_default(&spec, RF_FLOW_REALNVP, 4);
     spec.blocks = 2;
@@ -163,7 +168,9 @@ static void test_cv_ensemble(void **state) {
     char prefix[64];
     snprintf(prefix, sizeof prefix, "/tmp/rf-test-cv-ens-%ld", (long)getpid());
     const int K = 3;
-    rf_cv_cfg cfg = {.folds = 2, .seed = 3, .ensemble = K, .model_prefix = prefix};
+    /* with the view: members 0 and 2 on the data, 1 on the view */
+    rf_cv_cfg cfg = {.folds = 2, .seed = 3, .ensemble = K, .model_prefix = prefix, .log_pool = log_pool,
+                     .views = with_view ? &view : NULL, .n_views = with_view ? 1 : 0};
     rf_cv_result r;
     rf_err e = {0};
     assert_int_equal(rf_crossval(&d, &spec, &tc, &cfg, &r, &e), RF_OK);
@@ -171,12 +178,14 @@ static void test_cv_ensemble(void **state) {
     for (int f = 0; f < r.k; f++) {
         const rf_cv_fold *F = &r.folds[f];
         assert_int_equal(F->members, K);
-        /* the fold's test rows */
+        /* the fold's test rows, of the data and of the view */
         unsigned char *keep = calloc((size_t)d.x.n, 1);
         for (int i = 0; i < d.x.n; i++)
             for (int s = 0; s < F->n_test_subjects; s++) keep[i] |= d.subjects[i] == F->test_subjects[s];
-        rf_dataset t;
+        rf_dataset t, tv, dv = d;
+        dv.x = view;
         assert_int_equal(rf_dataset_select(&d, keep, &t, &e), RF_OK);
+        assert_int_equal(rf_dataset_select(&dv, keep, &tv, &e), RF_OK);
         const int n = t.x.n;
         double *acc = calloc((size_t)n * 2, sizeof *acc), *mix = calloc((size_t)n, sizeof *mix);
         float *post = malloc(sizeof(float) * n * 2), *lp = malloc(sizeof(float) * n);
@@ -188,14 +197,16 @@ static void test_cv_ensemble(void **state) {
             else snprintf(path, sizeof path, "%s-fold%d-m%d.rf", prefix, f, m);
             rf_flow *model = rf_flow_load(path, &e);
             assert_non_null(model);
+            const rf_matrix *x = with_view && m % 2 ? &tv.x : &t.x;
+            if (with_view) assert_int_equal(cJSON_GetObjectItem(model->meta, "cv_view")->valueint, m % 2);
             /* members are trained from different seeds */
             const float p = model->params[model->n_params / 2];
             if (m == 0) first_param = p;
             else assert_true(p != first_param);
-            assert_int_equal(rf_flow_predict(model, &t.x, NULL, m == 0 ? pred0 : pred, post, &e), RF_OK);
-            for (int i = 0; i < 2 * n; i++) acc[i] += exp(post[i]);
+            assert_int_equal(rf_flow_predict(model, x, NULL, m == 0 ? pred0 : pred, post, &e), RF_OK);
+            for (int i = 0; i < 2 * n; i++) acc[i] += log_pool ? post[i] : exp(post[i]);
             rf_flow_ws *w = rf_flow_ws_create(model, 256, 1, &e);
-            rf_eval_nll(model, w, &t.x, NULL, lp);
+            rf_eval_nll(model, w, x, NULL, lp);
             for (int i = 0; i < n; i++) mix[i] += exp((double)lp[i]) / K;
             rf_flow_ws_free(w);
             rf_flow_free(model);
@@ -212,9 +223,10 @@ static void test_cv_ensemble(void **state) {
             assert_int_equal(F->metrics.confusion[q], conf[q]);
             differs |= conf[q] != conf0[q];
         }
-        print_message("fold %d: ensemble accuracy %.3f, test NLL %.6f (recomputed %.6f)\n", f, F->metrics.accuracy,
-                      F->test_nll, nll);
-        assert_true(fabs(F->test_nll - nll) < 1e-4 * fabs(nll));
+        print_message("%s fold %d: ensemble accuracy %.3f, test NLL %.6f (recomputed %.6f)\n", with_view ? "views" : "seeds",
+                      f, F->metrics.accuracy, F->test_nll, nll);
+        if (with_view) assert_true(isnan(F->test_nll));
+        else assert_true(fabs(F->test_nll - nll) < 1e-4 * fabs(nll));
         free(keep);
         free(acc);
         free(mix);
@@ -223,12 +235,29 @@ static void test_cv_ensemble(void **state) {
         free(pred);
         free(pred0);
         rf_dataset_free(&t);
+        rf_dataset_free(&tv);
     }
     /* the mean posterior decides, not member 0 alone; Bayes accuracy is Phi(0.375 sqrt 2) = 0.70 */
     assert_true(differs);
     assert_true(r.pooled.accuracy > 0.55);
     rf_cv_result_free(&r);
+    /* a view of another shape is refused */
+    view.d = 3;
+    assert_int_equal(rf_crossval(&d, &spec, &tc, &(rf_cv_cfg){.folds = 2, .seed = 3, .views = &view, .n_views = 1}, &r, &e), RF_EARG);
+    assert_non_null(strstr(e.msg, "view 1"));
+    view.d = 4;
+    rf_matrix_free(&view);
     rf_dataset_free(&d);
+}
+
+static void test_cv_ensemble(void **state) {
+    (void)state;
+    run_ensemble(0, 0);
+}
+
+static void test_cv_ensemble_views(void **state) {
+    (void)state;
+    run_ensemble(1, 1); /* and the log-linear pool */
 }
 
 int main(void) {
@@ -237,6 +266,7 @@ int main(void) {
         cmocka_unit_test(test_cv_discriminative),
         cmocka_unit_test(test_cv_needs_subjects),
         cmocka_unit_test(test_cv_ensemble),
+        cmocka_unit_test(test_cv_ensemble_views),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

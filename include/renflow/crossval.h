@@ -47,6 +47,20 @@ typedef struct rf_cv_cfg {
                                    classify with their mean posterior p(c | x); the test NLL is
                                    then that of their equal mixture. Files: PREFIX-fold<f>.rf,
                                    PREFIX-fold<f>-m<m>.rf. 0 or 1: one model */
+    int log_pool;               /* ensemble: 0 classify with the members' mean posterior (linear
+                                   pool), 1 with the mean of their log posteriors (log-linear
+                                   pool: a flow's posteriors are nearly one-hot in high
+                                   dimension, where the linear pool becomes a vote decided by the
+                                   most confident member; the HMM's emission weight then acts
+                                   as the pool's temperature) */
+    const rf_matrix *views;     /* n_views > 0: other versions of the data (same rows in the same
+                                   order, same columns; e.g. the features normalised another way,
+                                   so one architecture fits all); member m
+                                   trains and classifies on view m % (n_views + 1), view 0 being
+                                   d->x, so the ensemble has at least n_views + 1 members; the
+                                   test NLL is then not reported (NAN: the members model
+                                   different variables) */
+    int n_views;
     const rf_disc_cfg *disc;    /* non-NULL: a discriminative reference classifier instead of a flow */
     const struct cJSON *input;  /* the input transform already applied to the data (features.h,
                                    rf_input_to_json), recorded in each fold's model; may be NULL */

@@ -96,12 +96,12 @@ static void member_path(const rf_cv_cfg *cfg, int f, int m, char *path, size_t s
     else snprintf(path, size, "/tmp/renflow-cv-%ld-fold%d%s.rf", (long)getpid(), f, member);
 }
 
-/* Trains ensemble member m of fold f: a class-conditional flow (returned in *model) or, with
- * cfg->disc, a discriminative reference (in *dm). Members differ only in their seeds. */
-static int train_member(const rf_dataset *d, const rf_dataset *tr, const rf_dataset *va, int f, int m,
+/* Trains ensemble member m of fold f on its view's training rows tr (validation va): a
+ * class-conditional flow (returned in *model) or, with cfg->disc, a discriminative reference (in
+ * *dm). Members differ in their seeds (and views). */
+static int train_member(const rf_dataset *tr, const rf_dataset *va, int f, int m, int view, int C,
                         const double *cnt, const rf_flow_spec *spec0, const rf_train_cfg *tc0,
                         const rf_cv_cfg *cfg, rf_cv_fold *out, rf_flow **model, rf_disc **dm, rf_err *e) {
-    const int C = d->n_classes;
     const uint64_t seed = tc0->seed + (uint64_t)f + MEMBER_SEED_STRIDE * (uint64_t)m;
     if (cfg->disc) {
         rf_disc_cfg dc = *cfg->disc;
@@ -110,7 +110,7 @@ static int train_member(const rf_dataset *d, const rf_dataset *tr, const rf_data
         return *dm ? RF_OK : (e ? e->code : RF_EARG);
     }
     rf_flow_spec spec = *spec0;
-    spec.D = d->x.d;
+    spec.D = tr->x.d;
     spec.base = RF_BASE_CLASS;
     spec.n_classes = C;
     rf_train_cfg tc = *tc0;
@@ -136,6 +136,7 @@ static int train_member(const rf_dataset *d, const rf_dataset *tr, const rf_data
         cJSON_AddNumberToObject((*model)->meta, "cv_member", m);
         cJSON_AddNumberToObject((*model)->meta, "cv_members", cfg->ensemble);
     }
+    if (cfg->n_views > 0) cJSON_AddNumberToObject((*model)->meta, "cv_view", view);
     if (cfg->input) cJSON_AddItemToObject((*model)->meta, "input", cJSON_Duplicate(cfg->input, 1));
     rf_train_result tres;
     int rc = rf_train(*model, &tr->x, tr->labels, &va->x, va->labels, &tc, &tres, e);
@@ -165,23 +166,28 @@ static int member_log_px(const rf_flow *model, const rf_dataset *test, float *lp
     return RF_OK;
 }
 
-/* acc += p(c | x) under a uniform prior, from class scores s (log p(x | c) + per-row constant). */
-static void add_posteriors(const float *s, int n, int C, double *acc) {
+/* acc += p(c | x) under a uniform prior (log_pool: log p(c | x)), from class scores s (log p(x | c)
+ * + a per-row constant). */
+static void add_posteriors(const float *s, int n, int C, int log_pool, double *acc) {
     for (int i = 0; i < n; i++) {
         const float *r = s + (size_t)i * C;
         float mx = r[0];
         for (int c = 1; c < C; c++) mx = r[c] > mx ? r[c] : mx;
         double z = 0;
         for (int c = 0; c < C; c++) z += exp((double)r[c] - mx);
-        for (int c = 0; c < C; c++) acc[(size_t)i * C + c] += exp((double)r[c] - mx) / z;
+        for (int c = 0; c < C; c++) {
+            const double lp = (double)r[c] - mx - log(z);
+            acc[(size_t)i * C + c] += log_pool ? lp : exp(lp);
+        }
     }
 }
 
-/* The ensemble's class scores: log of the members' mean posterior. */
-static void ensemble_scores(const double *acc, size_t len, int K, float *s) {
+/* The ensemble's class scores: log of the members' mean posterior (linear pool), or the mean of
+ * their log posteriors (log-linear pool). */
+static void ensemble_scores(const double *acc, size_t len, int K, int log_pool, float *s) {
     for (size_t i = 0; i < len; i++) {
         const double p = acc[i] / K;
-        s[i] = (float)log(p > 1e-300 ? p : 1e-300);
+        s[i] = (float)(log_pool ? p : log(p > 1e-300 ? p : 1e-300));
     }
 }
 
@@ -189,9 +195,10 @@ static void ensemble_scores(const double *acc, size_t len, int K, float *s) {
  * test predictions. */
 static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flow_spec *spec0,
                     const rf_train_cfg *tc0, const rf_cv_cfg *cfg, rf_cv_fold *out, int *pred, rf_err *e) {
-    const int C = d->n_classes, K = cfg->ensemble > 1 ? cfg->ensemble : 1;
+    const int C = d->n_classes, K0 = cfg->ensemble > 1 ? cfg->ensemble : 1;
+    const int K = cfg->n_views > 0 && K0 < cfg->n_views + 1 ? cfg->n_views + 1 : K0;
     int rc = RF_OK, *vpred = NULL;
-    rf_dataset test = {0}, tr = {0}, va = {0};
+    rf_dataset test = {0}, tr = {0}, va = {0}, vtest = {0}, vtr = {0}, vva = {0};
     rf_flow *model = NULL;
     rf_disc *dm = NULL;
     rf_hmm hmm = {0};
@@ -225,16 +232,30 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
     out->test_nll = NAN;
     for (int m = 0; m < K; m++) {
         if (K > 1 && tc0->progress) fprintf(stderr, "renflow cv: fold %d, ensemble member %d of %d\n", f + 1, m + 1, K);
-        if ((rc = train_member(d, &tr, &va, f, m, cnt, spec0, tc0, cfg, out, &model, &dm, e))) goto done;
-        if ((rc = class_scores(model, dm, &test.x, test.subjects, C, log_prior, ts, e))) goto done;
-        if (cfg->hmm && (rc = class_scores(model, dm, &va.x, va.subjects, C, log_prior, vs, e))) goto done;
+        /* the member's view of the rows: d itself, or one of cfg->views (same rows and split) */
+        const int v = cfg->n_views > 0 ? m % (cfg->n_views + 1) : 0;
+        const rf_dataset *mtest = &test, *mtr = &tr, *mva = &va;
+        rf_dataset_free(&vtest);
+        rf_dataset_free(&vtr);
+        rf_dataset_free(&vva);
+        if (v > 0) {
+            rf_dataset dv = *d;
+            dv.x = cfg->views[v - 1];
+            if ((rc = split_fold(&dv, fold_of, f, cfg->seed, &vtest, &vtr, &vva, e))) goto done;
+            mtest = &vtest;
+            mtr = &vtr;
+            mva = &vva;
+        }
+        if ((rc = train_member(mtr, mva, f, m, v, C, cnt, spec0, tc0, cfg, out, &model, &dm, e))) goto done;
+        if ((rc = class_scores(model, dm, &mtest->x, test.subjects, C, log_prior, ts, e))) goto done;
+        if (cfg->hmm && (rc = class_scores(model, dm, &mva->x, va.subjects, C, log_prior, vs, e))) goto done;
         if (K > 1) {
-            add_posteriors(ts, test.x.n, C, tacc);
-            if (cfg->hmm) add_posteriors(vs, va.x.n, C, vacc);
+            add_posteriors(ts, test.x.n, C, cfg->log_pool, tacc);
+            if (cfg->hmm) add_posteriors(vs, va.x.n, C, cfg->log_pool, vacc);
         }
         if (model) {
             /* the ensemble's density is the members' equal mixture: log mean_m p_m(x) */
-            if ((rc = member_log_px(model, &test, lp, e))) goto done;
+            if ((rc = member_log_px(model, mtest, lp, e))) goto done;
             for (size_t i = 0; i < nt; i++) {
                 const double a = lp[i];
                 if (m == 0) lpx[i] = a;
@@ -247,14 +268,14 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         dm = NULL;
     }
     out->seconds = rf_now() - t0;
-    if (!cfg->disc && nt > 0) {
+    if (!cfg->disc && cfg->n_views == 0 && nt > 0) { /* views: members model different variables */
         double s = 0;
         for (size_t i = 0; i < nt; i++) s += lpx[i] - log((double)K);
         out->test_nll = -s / (double)nt;
     }
     if (K > 1) {
-        ensemble_scores(tacc, nt * C, K, ts);
-        ensemble_scores(vacc, nv * C, K, vs);
+        ensemble_scores(tacc, nt * C, K, cfg->log_pool, ts);
+        ensemble_scores(vacc, nv * C, K, cfg->log_pool, vs);
     }
     if (cfg->hmm) {
         if ((rc = rf_hmm_fit(tr.labels, tr.recordings, tr.x.n, C, 1.0, &hmm, e))) goto done;
@@ -309,6 +330,9 @@ done:
     rf_dataset_free(&test);
     rf_dataset_free(&tr);
     rf_dataset_free(&va);
+    rf_dataset_free(&vtest);
+    rf_dataset_free(&vtr);
+    rf_dataset_free(&vva);
     if (rc) rf_err_prefix(e, rc, "cross-validation fold %d", f);
     return rc;
 }
@@ -320,6 +344,10 @@ int rf_crossval(const rf_dataset *d, const rf_flow_spec *spec, const rf_train_cf
     if (!d->subjects) return rf_err_set(e, RF_EARG, "cross-validation needs a subject id per row (splits are by subject)");
     if (d->n_classes < 2) return rf_err_set(e, RF_EARG, "cross-validation needs at least 2 classes, got %d", d->n_classes);
     const int n = d->x.n;
+    for (int v = 0; v < cfg->n_views; v++)
+        if (!cfg->views || !cfg->views[v].x || cfg->views[v].n != n || cfg->views[v].d != d->x.d)
+            return rf_err_set(e, RF_EARG, "cross-validation view %d is %d x %d, the data %d x %d (a view holds the same rows and columns, e.g. normalised another way)",
+                              v + 1, cfg->views ? cfg->views[v].n : 0, cfg->views ? cfg->views[v].d : 0, n, d->x.d);
     int *fold_of = malloc(sizeof(int) * (size_t)n), *pred = malloc(sizeof(int) * (size_t)n);
     int *truth = malloc(sizeof(int) * (size_t)n), *pooled = malloc(sizeof(int) * (size_t)n);
     int k = 0, rc = RF_OK, np = 0;
