@@ -38,18 +38,23 @@ static void make_data(rf_dataset *d, int n_subj, int per, int shuffle_labels, ui
     }
 }
 
+/* A small RealNVP (2 blocks) and quiet one-thread training with batch 32. */
+static void small_setup(int D, int hidden, int epochs, float lr, rf_flow_spec *spec, rf_train_cfg *tc) {
+    rf_flow_spec_default(spec, RF_FLOW_REALNVP, D);
+    spec->blocks = 2;
+    spec->hidden = hidden;
+    rf_train_cfg_default(tc);
+    tc->epochs = epochs;
+    tc->batch = 32;
+    tc->lr = lr;
+    tc->progress = 0;
+    tc->threads = 1;
+}
+
 static void run_cv(const rf_dataset *d, rf_cv_result *r) {
     rf_flow_spec spec;
-    rf_flow_spec_default(&spec, RF_FLOW_REALNVP, d->x.d);
-    spec.blocks = 2;
-    spec.hidden = 16;
     rf_train_cfg tc;
-    rf_train_cfg_default(&tc);
-    tc.epochs = 30;
-    tc.batch = 32;
-    tc.lr = 5e-3f;
-    tc.progress = 0;
-    tc.threads = 1;
+    small_setup(d->x.d, 16, 30, 5e-3f, &spec, &tc);
     rf_cv_cfg cfg = {.folds = 3, .seed = 5};
     rf_err e = {0};
     assert_int_equal(rf_crossval(d, &spec, &tc, &cfg, r, &e), RF_OK);
@@ -155,16 +160,8 @@ static void run_ensemble(int with_view, int log_pool) {
     assert_int_equal(rf_matrix_alloc(&view, d.x.n, 4, NULL), RF_OK);
     for (size_t i = 0; i < (size_t)d.x.n * 4; i++) view.x[i] = (i % 4 == 1 || i % 4 == 2) ? -3 * d.x.x[i] + 2 : d.x.x[i];
     rf_flow_spec spec;
-    rf_flow_spec_default(&spec, RF_FLOW_REALNVP, 4);
-    spec.blocks = 2;
-    spec.hidden = 8;
     rf_train_cfg tc;
-    rf_train_cfg_default(&tc);
-    tc.epochs = 15;
-    tc.batch = 32;
-    tc.lr = 3e-3f;
-    tc.progress = 0;
-    tc.threads = 1;
+    small_setup(4, 8, 15, 3e-3f, &spec, &tc);
     char prefix[64];
     snprintf(prefix, sizeof prefix, "/tmp/rf-test-cv-ens-%ld", (long)getpid());
     const int K = 3;

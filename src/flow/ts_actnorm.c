@@ -177,31 +177,22 @@ static cJSON *tan_to_json(const rf_layer *l) {
     return rf_ts_json_new("ts_actnorm", l->dim, a->C, a->T);
 }
 
-static const rf_layer_ops ts_actnorm_ops = {
-    .kind = "ts_actnorm",
-    .cache_floats = tan_none,
-    .scratch_floats = tan_none,
-    .init_params = tan_init,
-    .data_init = tan_data_init,
-    .forward = rf_ts_forward_tail,
-    .inverse = rf_ts_inverse_tail,
-    .backward = rf_ts_backward_tail,
-    .to_json = tan_to_json,
-    .free_impl = free,
-};
-
-static const rf_layer_ops ts_actnorm_prefix_ops = {
-    .kind = "ts_actnorm",
-    .cache_floats = tan_none,
-    .scratch_floats = tan_none,
-    .init_params = tan_init,
-    .data_init = tan_data_init,
-    .forward = tan_forward_prefix,
-    .inverse = tan_inverse_prefix,
-    .backward = tan_backward_prefix,
-    .to_json = tan_to_json,
-    .free_impl = free,
-};
+/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
+#define TS_ACTNORM_OPS(fwd, inv, bwd) \
+    { \
+        .kind = "ts_actnorm", \
+        .cache_floats = tan_none, \
+        .scratch_floats = tan_none, \
+        .init_params = tan_init, \
+        .data_init = tan_data_init, \
+        .forward = fwd, \
+        .inverse = inv, \
+        .backward = bwd, \
+        .to_json = tan_to_json, \
+        .free_impl = free, \
+    }
+static const rf_layer_ops ts_actnorm_ops = TS_ACTNORM_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
+static const rf_layer_ops ts_actnorm_prefix_ops = TS_ACTNORM_OPS(tan_forward_prefix, tan_inverse_prefix, tan_backward_prefix);
 
 const rf_layer_ops *rf_ts_actnorm_prefix_ops(const rf_layer *l) {
     return l->ops == &ts_actnorm_ops ? &ts_actnorm_prefix_ops : NULL;

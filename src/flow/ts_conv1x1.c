@@ -177,29 +177,21 @@ static void c1_free(void *impl) {
     free(m);
 }
 
-static const rf_layer_ops ts_conv1x1_ops = {
-    .kind = "ts_conv1x1",
-    .cache_floats = c1_cache,
-    .scratch_floats = c1_scratch,
-    .init_params = c1_init,
-    .forward = rf_ts_forward_tail,
-    .inverse = rf_ts_inverse_tail,
-    .backward = rf_ts_backward_tail,
-    .to_json = c1_to_json,
-    .free_impl = c1_free,
-};
-
-static const rf_layer_ops ts_conv1x1_prefix_ops = {
-    .kind = "ts_conv1x1",
-    .cache_floats = c1_cache,
-    .scratch_floats = c1_scratch,
-    .init_params = c1_init,
-    .forward = c1_forward_prefix,
-    .inverse = c1_inverse_prefix,
-    .backward = c1_backward_prefix,
-    .to_json = c1_to_json,
-    .free_impl = c1_free,
-};
+/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
+#define TS_CONV1X1_OPS(fwd, inv, bwd) \
+    { \
+        .kind = "ts_conv1x1", \
+        .cache_floats = c1_cache, \
+        .scratch_floats = c1_scratch, \
+        .init_params = c1_init, \
+        .forward = fwd, \
+        .inverse = inv, \
+        .backward = bwd, \
+        .to_json = c1_to_json, \
+        .free_impl = c1_free, \
+    }
+static const rf_layer_ops ts_conv1x1_ops = TS_CONV1X1_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
+static const rf_layer_ops ts_conv1x1_prefix_ops = TS_CONV1X1_OPS(c1_forward_prefix, c1_inverse_prefix, c1_backward_prefix);
 
 const rf_layer_ops *rf_ts_conv1x1_prefix_ops(const rf_layer *l) {
     return l->ops == &ts_conv1x1_ops ? &ts_conv1x1_prefix_ops : NULL;

@@ -365,29 +365,21 @@ static void tc_free(void *impl) {
     free(c);
 }
 
-static const rf_layer_ops ts_coupling_ops = {
-    .kind = "ts_coupling",
-    .cache_floats = tc_cache,
-    .scratch_floats = tc_scratch,
-    .init_params = tc_init,
-    .forward = rf_ts_forward_tail,
-    .inverse = rf_ts_inverse_tail,
-    .backward = rf_ts_backward_tail,
-    .to_json = tc_to_json,
-    .free_impl = tc_free,
-};
-
-static const rf_layer_ops ts_coupling_prefix_ops = {
-    .kind = "ts_coupling",
-    .cache_floats = tc_cache,
-    .scratch_floats = tc_scratch,
-    .init_params = tc_init,
-    .forward = tc_forward_prefix,
-    .inverse = tc_inverse_prefix,
-    .backward = tc_backward_prefix,
-    .to_json = tc_to_json,
-    .free_impl = tc_free,
-};
+/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
+#define TS_COUPLING_OPS(fwd, inv, bwd) \
+    { \
+        .kind = "ts_coupling", \
+        .cache_floats = tc_cache, \
+        .scratch_floats = tc_scratch, \
+        .init_params = tc_init, \
+        .forward = fwd, \
+        .inverse = inv, \
+        .backward = bwd, \
+        .to_json = tc_to_json, \
+        .free_impl = tc_free, \
+    }
+static const rf_layer_ops ts_coupling_ops = TS_COUPLING_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
+static const rf_layer_ops ts_coupling_prefix_ops = TS_COUPLING_OPS(tc_forward_prefix, tc_inverse_prefix, tc_backward_prefix);
 
 const rf_layer_ops *rf_ts_coupling_prefix_ops(const rf_layer *l) {
     return l->ops == &ts_coupling_ops ? &ts_coupling_prefix_ops : NULL;

@@ -110,27 +110,20 @@ static cJSON *sq_to_json(const rf_layer *l) {
     return rf_ts_json_new("ts_squeeze", l->dim, q->C, q->T);
 }
 
-static const rf_layer_ops squeeze_ops = {
-    .kind = "ts_squeeze",
-    .cache_floats = sq_none,
-    .scratch_floats = sq_none,
-    .forward = rf_ts_forward_tail,
-    .inverse = rf_ts_inverse_tail,
-    .backward = rf_ts_backward_tail,
-    .to_json = sq_to_json,
-    .free_impl = free,
-};
-
-static const rf_layer_ops squeeze_prefix_ops = {
-    .kind = "ts_squeeze",
-    .cache_floats = sq_none,
-    .scratch_floats = sq_none,
-    .forward = sq_forward_prefix,
-    .inverse = sq_inverse_prefix,
-    .backward = sq_backward_prefix,
-    .to_json = sq_to_json,
-    .free_impl = free,
-};
+/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
+#define TS_SQUEEZE_OPS(fwd, inv, bwd) \
+    { \
+        .kind = "ts_squeeze", \
+        .cache_floats = sq_none, \
+        .scratch_floats = sq_none, \
+        .forward = fwd, \
+        .inverse = inv, \
+        .backward = bwd, \
+        .to_json = sq_to_json, \
+        .free_impl = free, \
+    }
+static const rf_layer_ops squeeze_ops = TS_SQUEEZE_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
+static const rf_layer_ops squeeze_prefix_ops = TS_SQUEEZE_OPS(sq_forward_prefix, sq_inverse_prefix, sq_backward_prefix);
 
 const rf_layer_ops *rf_ts_squeeze_prefix_ops(const rf_layer *l) {
     return l->ops == &squeeze_ops ? &squeeze_prefix_ops : NULL;
