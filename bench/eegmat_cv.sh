@@ -1,12 +1,15 @@
 #!/usr/bin/env bash
 # eegmat cross-subject decoding (issue 3): rest vs mental arithmetic, 24 subjects, 6 subject-wise
-# folds (fold assignment from --seed 1, the same for every row), 4 s windows.
+# folds (fold assignment from --seed 1, the same for every row; SEED=2 for the second
+# assignment), 4 s windows.
 #
 #   RENFLOW=build/renflow OUT=/tmp/eegmat-cv bash bench/eegmat_cv.sh [ROWS]
+#   SEED=2 RENFLOW=build/renflow OUT=/tmp/eegmat-cv-s2 bash bench/eegmat_cv.sh [ROWS]
 #
 # ROWS: a comma list of row names (default: all); see run lines below. Each row writes
 # OUT/<row>.json (renflow cv --json); the table is printed at the end (bench/cv_table.py).
-# About 1 minute per band-power row and 6-12 minutes per tsflow row on 2 cores.
+# About 1 minute per band-power row, 6-12 minutes per tsflow row and 15 minutes for the
+# 3-member ensemble on 2 cores.
 set -euo pipefail
 R=${RENFLOW:-build/renflow}
 OUT=${OUT:-/tmp/eegmat-cv}
@@ -32,7 +35,7 @@ run() {
   local name=$1 data=$2; shift 2
   case ",$ROWS," in *",all,"*|*",$name,"*) ;; *) return 0 ;; esac
   local t0=$SECONDS
-  "$R" cv --data "$OUT/$data" --folds 6 --seed 1 --quiet --json "$@" > "$OUT/$name.json.tmp"
+  "$R" cv --data "$OUT/$data" --folds 6 --seed "${SEED:-1}" --quiet --json "$@" > "$OUT/$name.json.tmp"
   mv "$OUT/$name.json.tmp" "$OUT/$name.json"
   echo "$name: $((SECONDS - t0)) s" >&2
 }
@@ -47,4 +50,5 @@ run bpglow_train    prep64   $BPG --subject-adapt train
 run tsflow          prep64   --epochs 30 --batch 64
 run tsflow_fit      prep64   --epochs 30 --batch 64 --subject-adapt fit
 run tsflow_train    prep64   --epochs 30 --batch 64 --subject-adapt train
+run tsflow_train_ens3 prep64 --epochs 30 --batch 64 --subject-adapt train --ensemble 3
 /usr/bin/python3 "$(dirname "$0")/cv_table.py" "$OUT"/*.json

@@ -67,6 +67,8 @@ check "cv --view exits 0" '[ $? -eq 0 ]'
 check "members alternate between the data and the view" 'grep -aq "\"cv_view\":[[:space:]]*1" "$T/cvv-fold0-m1.rf" && grep -aq "\"cv_view\":[[:space:]]*0" "$T/cvv-fold0.rf" && grep -q "\"views\"" "$T/cvv.json"'
 "$R" cv --data "$T/prep4" --view "$T/prep/windows.npy" --features bandpower --epochs 1 --folds 2 --quiet 2> "$T/verr.txt"
 check "a view with other rows exits 1 and names the file" '[ $? -eq 1 ] && grep -q "prep/windows.npy" "$T/verr.txt"'
+"$R" cv --data "$T/prep4" --features bandpower --epochs 1 --folds 2 --out "$T/no/such/dir/m" --quiet 2> "$T/derr.txt"
+check "cv --out into a missing directory exits 1 before training" '[ $? -eq 1 ] && grep -q "no/such/dir" "$T/derr.txt" && ! grep -q "fold 1" "$T/derr.txt"'
 "$R" cv --data "$T/prep4" --folds 2 --ensemble 0 --quiet 2> /dev/null
 check "cv --ensemble 0 is a usage error (2)" '[ $? -eq 2 ]'
 "$R" train --task classify --data "$T/prep4" --ensemble 2 --out "$T/x.rf" --quiet 2> /dev/null

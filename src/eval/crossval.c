@@ -1,5 +1,6 @@
 /* Subject-wise k-fold cross-validation of class-conditional flows. */
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -344,6 +345,16 @@ int rf_crossval(const rf_dataset *d, const rf_flow_spec *spec, const rf_train_cf
     if (!d->subjects) return rf_err_set(e, RF_EARG, "cross-validation needs a subject id per row (splits are by subject)");
     if (d->n_classes < 2) return rf_err_set(e, RF_EARG, "cross-validation needs at least 2 classes, got %d", d->n_classes);
     const int n = d->x.n;
+    if (cfg->model_prefix) { /* fail before the first fold trains, not after */
+        char dir[4096];
+        snprintf(dir, sizeof dir, "%s", cfg->model_prefix);
+        char *slash = strrchr(dir, '/');
+        if (!slash) snprintf(dir, sizeof dir, ".");
+        else if (slash == dir) dir[1] = 0;
+        else *slash = 0;
+        if (access(dir, W_OK | X_OK))
+            return rf_err_set(e, RF_EIO, "%s: cannot write the fold models: directory %s: %s", cfg->model_prefix, dir, strerror(errno));
+    }
     for (int v = 0; v < cfg->n_views; v++)
         if (!cfg->views || !cfg->views[v].x || cfg->views[v].n != n || cfg->views[v].d != d->x.d)
             return rf_err_set(e, RF_EARG, "cross-validation view %d is %d x %d, the data %d x %d (a view holds the same rows and columns, e.g. normalised another way)",
