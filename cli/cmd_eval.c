@@ -19,6 +19,8 @@ static const char USAGE[] =
     "  --subjects FILE     subject id per row for array data; required by a model trained with\n"
     "                      --subject-adapt, which normalises each subject's latents with its own\n"
     "                      statistics (all of the subject's rows, no labels)\n"
+    "  --recordings FILE   recording id per row for array data; required by a model trained\n"
+    "                      with --context (its rows are stacked with their neighbours)\n"
     "  --prior P           classify: uniform (default) | train (class frequencies of the\n"
     "                      training data, recorded in the model)\n"
     "  --per-sample FILE   write log p(x_i) per row as float32 .npy\n"
@@ -26,16 +28,16 @@ static const char USAGE[] =
     "  --json              machine-readable output: nll_nats, bits_per_dim, n, dim and, for\n"
     "                      classifiers, accuracy, balanced_accuracy, macro_f1, kappa, confusion\n";
 
-enum { O_DATA = 256, O_LABELS, O_PER, O_THREADS, O_JSON, O_PRIOR, O_SUBJECTS };
+enum { O_DATA = 256, O_LABELS, O_PER, O_THREADS, O_JSON, O_PRIOR, O_SUBJECTS, O_RECORDINGS };
 static const struct option LONGOPTS[] = {{"data", 1, 0, O_DATA},       {"labels", 1, 0, O_LABELS},
                                          {"per-sample", 1, 0, O_PER},  {"threads", 1, 0, O_THREADS},
-                                         {"json", 0, 0, O_JSON},       {"prior", 1, 0, O_PRIOR}, {"subjects", 1, 0, O_SUBJECTS},
+                                         {"json", 0, 0, O_JSON},       {"prior", 1, 0, O_PRIOR}, {"subjects", 1, 0, O_SUBJECTS}, {"recordings", 1, 0, O_RECORDINGS},
                                          {"help", 0, 0, 'h'},
                                          {0, 0, 0, 0}};
 
 int rf_cli_eval(int argc, char **argv) {
     static const char *C = "eval";
-    const char *data = NULL, *labels = NULL, *subjects = NULL, *per = NULL, *prior = "uniform";
+    const char *data = NULL, *labels = NULL, *subjects = NULL, *recordings = NULL, *per = NULL, *prior = "uniform";
     int json = 0, threads = 2, help = 0, c, rc = 0;
     rf_cli_opts o = {C, LONGOPTS, USAGE};
     optind = 1;
@@ -45,6 +47,7 @@ int rf_cli_eval(int argc, char **argv) {
         case O_DATA: data = optarg; break;
         case O_LABELS: labels = optarg; break;
         case O_SUBJECTS: subjects = optarg; break;
+        case O_RECORDINGS: recordings = optarg; break;
         case O_PER: per = optarg; break;
         case O_THREADS: rc = rf_arg_int(C, "threads", optarg, 1, 256, &threads); break;
         case O_JSON: json = 1; break;
@@ -67,7 +70,8 @@ int rf_cli_eval(int argc, char **argv) {
     float *lp = NULL, *log_prior = NULL;
     rf_flow_ws *w = NULL;
     rf_class_metrics cm = {0};
-    if (rf_dataset_read(data, labels, subjects, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e)) goto fail;
+    if (rf_dataset_read(data, labels, subjects, &ds, &e) ||
+        (recordings && rf_dataset_set_recordings(&ds, recordings, &e)) || rf_input_apply_meta(&ds, f->meta, &e)) goto fail;
     const rf_matrix m = ds.x;
     const int *y = ds.labels;
     const char *lab_src = labels ? labels : data;

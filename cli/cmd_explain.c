@@ -28,6 +28,8 @@ static const char USAGE[] =
     "  --labels FILE       class labels for array data (without labels the predicted classes\n"
     "                      group the rows)\n"
     "  --subjects FILE     subject ids for array data (listed with the least likely rows)\n"
+    "  --recordings FILE   recording id per row for array data; required by a model trained\n"
+    "                      with --context (its rows are stacked with their neighbours)\n"
     "  --class-names LIST  comma-separated class names for array data, e.g. W,N1,N2,N3,REM\n"
     "  --out DIR           output directory (created when missing)\n"
     "  --channels LIST     windows: channels drawn, names or 0-based indices (default: the first 3)\n"
@@ -50,11 +52,11 @@ static const char USAGE[] =
     "  --json              print explain.json on stdout\n";
 
 enum {
-    O_DATA = 256, O_LABELS, O_SUBJECTS, O_OUT, O_CHANNELS, O_RATE, O_TOP, O_WINDOW, O_FROM, O_TO, O_CFMODE,
+    O_DATA = 256, O_LABELS, O_SUBJECTS, O_RECORDINGS, O_OUT, O_CHANNELS, O_RATE, O_TOP, O_WINDOW, O_FROM, O_TO, O_CFMODE,
     O_STEPS, O_SAMPLES, O_MAXROWS, O_PRIOR, O_FORMAT, O_SEED, O_THREADS, O_QUIET, O_JSON, O_CNAMES
 };
 static const struct option LONGOPTS[] = {
-    {"data", 1, 0, O_DATA},       {"labels", 1, 0, O_LABELS},     {"subjects", 1, 0, O_SUBJECTS},
+    {"data", 1, 0, O_DATA},       {"labels", 1, 0, O_LABELS},     {"subjects", 1, 0, O_SUBJECTS}, {"recordings", 1, 0, O_RECORDINGS},
     {"out", 1, 0, O_OUT},         {"channels", 1, 0, O_CHANNELS}, {"rate", 1, 0, O_RATE},
     {"top", 1, 0, O_TOP},         {"window", 1, 0, O_WINDOW},     {"from", 1, 0, O_FROM},
     {"to", 1, 0, O_TO},           {"cf-mode", 1, 0, O_CFMODE},    {"steps", 1, 0, O_STEPS},
@@ -93,7 +95,7 @@ static int set_class_names(rf_dataset *d, int K, const char *list, rf_err *e) {
 
 int rf_cli_explain(int argc, char **argv) {
     static const char *C = "explain";
-    const char *data = NULL, *labels = NULL, *subjects = NULL, *out = NULL, *channels = NULL, *from = NULL,
+    const char *data = NULL, *labels = NULL, *subjects = NULL, *recordings = NULL, *out = NULL, *channels = NULL, *from = NULL,
                *to = NULL, *prior = "uniform", *format = "svg", *cfmode = "transport", *cnames = NULL;
     int json = 0, threads = 2, help = 0, c, rc = 0, window = -1;
     float rate = 0;
@@ -107,6 +109,7 @@ int rf_cli_explain(int argc, char **argv) {
         case O_DATA: data = optarg; break;
         case O_LABELS: labels = optarg; break;
         case O_SUBJECTS: subjects = optarg; break;
+        case O_RECORDINGS: recordings = optarg; break;
         case O_OUT: out = optarg; break;
         case O_CHANNELS: channels = optarg; break;
         case O_RATE: rc = rf_arg_float(C, "rate", optarg, 1e-3, 1e6, &rate); break;
@@ -154,7 +157,8 @@ int rf_cli_explain(int argc, char **argv) {
         rf_err_prefix(&e, RF_EARG, "%s", model);
         goto fail;
     }
-    if (rf_dataset_read(data, labels, subjects, &ds, &e) || rf_input_apply_meta(&ds, f->meta, &e) ||
+    if (rf_dataset_read(data, labels, subjects, &ds, &e) ||
+        (recordings && rf_dataset_set_recordings(&ds, recordings, &e)) || rf_input_apply_meta(&ds, f->meta, &e) ||
         rf_explain_data_shape(f, &ds, &nchan, &T, &e))
         goto fail;
     /* option values that depend on the data: usage errors */

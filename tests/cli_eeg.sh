@@ -73,6 +73,17 @@ check "cv --out into a missing directory exits 1 before training" '[ $? -eq 1 ] 
 check "cv --ensemble 0 is a usage error (2)" '[ $? -eq 2 ]'
 "$R" train --task classify --data "$T/prep4" --ensemble 2 --out "$T/x.rf" --quiet 2> /dev/null
 check "--ensemble on train is a usage error (2)" '[ $? -eq 2 ]'
+# a model with temporal context (--context) on arrays: eval and explain need the recording ids;
+# a 3-D windows array keeps its window shape (band power needs it)
+"$R" train --task classify --data "$T/prep4" --features bandpower --context 1 --flow glow --blocks 2 --hidden 8 --epochs 1 --batch 32 --out "$T/ctx.rf" --quiet > /dev/null
+check "train --context 1 exits 0" '[ $? -eq 0 ]'
+"$R" eval "$T/ctx.rf" --data "$T/prep4" --json > "$T/ctx_dir.json"
+"$R" eval "$T/ctx.rf" --data "$T/prep4/windows.npy" --labels "$T/prep4/labels.npy" > /dev/null 2> "$T/ctxerr.txt"
+check "eval of a context model on arrays without --recordings exits 1" '[ $? -eq 1 ] && grep -q "recording ids" "$T/ctxerr.txt"'
+"$R" eval "$T/ctx.rf" --data "$T/prep4/windows.npy" --labels "$T/prep4/labels.npy" --recordings "$T/prep4/recordings.npy" --json > "$T/ctx_arr.json"
+check "eval with --recordings on the arrays gives the directory's result" '[ "$(grep -o "\"balanced_accuracy\":[^,]*" "$T/ctx_dir.json")" = "$(grep -o "\"balanced_accuracy\":[^,]*" "$T/ctx_arr.json")" ] && grep -q balanced_accuracy "$T/ctx_arr.json"'
+"$R" explain "$T/ctx.rf" --data "$T/prep4/windows.npy" --labels "$T/prep4/labels.npy" --recordings "$T/prep4/recordings.npy" --out "$T/ctx_ex" --quiet > /dev/null
+check "explain with --recordings exits 0" '[ $? -eq 0 ] && [ -s "$T/ctx_ex/explain.json" ]'
 "$R" eeg prepare --recordings "$T/list.csv" --out "$T/bad" --channels O1,Xyz --quiet 2> "$T/err.txt"
 check "missing channel exits 1" '[ $? -eq 1 ]'
 check "error names the channel and the file" 'grep -q "Xyz" "$T/err.txt" && grep -q "Subject00_1.edf" "$T/err.txt"'

@@ -2,6 +2,7 @@
  * headers, unsupported layouts), CSV and ARFF readers, real data files from ../shared/data,
  * standardisation, outlier detection, row selection and the seeded split. */
 #include "testutil.h"
+#include "renflow/dataset.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -174,6 +175,31 @@ static void test_npy_roundtrip(void **state) {
     assert_memory_equal(raw + 10, want, strlen(want));
     for (size_t i = 10 + strlen(want); i < 127; i++) assert_int_equal(raw[i], ' ');
     free(raw);
+    unlink(path);
+}
+
+/* A 3-D array of windows keeps its shape (channels x samples) when read as a data set; a 2-D one
+ * is plain feature vectors. */
+static void test_windows_shape(void **state) {
+    (void)state;
+    char path[256];
+    rf_test_tmp(path, sizeof path, "windows.npy");
+    rf_err e = {0};
+    for (int ndim = 2; ndim <= 3; ndim++) {
+        rf_ndarray a;
+        const int64_t shape3[3] = {5, 3, 4}, shape2[2] = {5, 12};
+        make_array(&a, RF_DT_F32, ndim, ndim == 3 ? shape3 : shape2);
+        assert_int_equal(rf_npy_write(path, &a, &e), RF_OK);
+        rf_dataset d;
+        assert_int_equal(rf_dataset_read(path, NULL, NULL, &d, &e), RF_OK);
+        assert_int_equal(d.x.n, 5);
+        assert_int_equal(d.x.d, 12);
+        assert_int_equal(d.channels, ndim == 3 ? 3 : 0);
+        assert_int_equal(d.length, ndim == 3 ? 4 : 0);
+        assert_memory_equal(d.x.x, a.data, sizeof(float) * 60);
+        rf_dataset_free(&d);
+        rf_ndarray_free(&a);
+    }
     unlink(path);
 }
 
@@ -1188,6 +1214,7 @@ static void test_split(void **state) {
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_npy_roundtrip),
+        cmocka_unit_test(test_windows_shape),
         cmocka_unit_test(test_npy_versions_and_markers),
         cmocka_unit_test(test_npy_rejects),
         cmocka_unit_test(test_npy_truncated_prefixes),

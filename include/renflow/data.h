@@ -56,6 +56,9 @@ int rf_arff_read(const char *path, const char *class_attr, rf_matrix *x, int **l
 
 /* Reads any supported data file by extension (.npy, .csv, .arff) into a float matrix. */
 int rf_data_read(const char *path, rf_matrix *m, rf_err *e);
+/* rf_data_read, and for a 3-D .npy/.npz array (windows x channels x samples) its window shape in
+ * channels and length (0 and 0 for any other input). */
+int rf_data_read_windows(const char *path, rf_matrix *m, int *channels, int *length, rf_err *e);
 int rf_labels_read(const char *path, int **labels, int *n, rf_err *e); /* .npy or .csv */
 
 /* ---- built-in synthetic data (seeded) ----

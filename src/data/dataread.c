@@ -11,7 +11,10 @@ static int from_npy_like(const char *path, const char *member, rf_ndarray *a, rf
     return member ? rf_npz_read(path, member, a, e) : rf_npy_read(path, a, e);
 }
 
-int rf_data_read(const char *path, rf_matrix *m, rf_err *e) {
+/* channels / length (may be NULL) receive the window shape of a 3-D array, else 0. */
+static int data_read(const char *path, rf_matrix *m, int *channels, int *length, rf_err *e) {
+    if (channels) *channels = 0;
+    if (length) *length = 0;
     if (!m) return rf_err_set(e, RF_EARG, "rf_data_read: NULL matrix");
     memset(m, 0, sizeof *m);
     if (!path) return rf_err_set(e, RF_EARG, "rf_data_read: NULL path");
@@ -28,6 +31,10 @@ int rf_data_read(const char *path, rf_matrix *m, rf_err *e) {
         }
         snprintf(name, nl, "%s%s", path, npz ? ":X.npy" : "");
         rc = rf_matrix_from_ndarray(&a, name, m, e);
+        if (!rc && a.ndim == 3 && channels && length && a.shape[1] <= 100000 && a.shape[2] <= 100000000) {
+            *channels = (int)a.shape[1];
+            *length = (int)a.shape[2];
+        }
         free(name);
         rf_ndarray_free(&a);
         return rc;
@@ -37,6 +44,14 @@ int rf_data_read(const char *path, rf_matrix *m, rf_err *e) {
     const char *ext = rfd_ext(path);
     return rf_err_set(e, RF_EARG, "%s: unsupported data file extension '%s'; supported: %s", path,
                       *ext ? ext : "(none)", RF_DATA_EXTS);
+}
+
+int rf_data_read(const char *path, rf_matrix *m, rf_err *e) {
+    return data_read(path, m, NULL, NULL, e);
+}
+
+int rf_data_read_windows(const char *path, rf_matrix *m, int *channels, int *length, rf_err *e) {
+    return data_read(path, m, channels, length, e);
 }
 
 int rf_labels_read(const char *path, int **labels, int *n, rf_err *e) {

@@ -138,7 +138,7 @@ fail:
 int rf_dataset_read_arrays(const char *data, const char *labels, const char *subjects, rf_dataset *d,
                            rf_err *e) {
     memset(d, 0, sizeof *d);
-    int n, rc = rf_data_read(data, &d->x, e);
+    int n, rc = rf_data_read_windows(data, &d->x, &d->channels, &d->length, e);
     if (!rc && labels && !(rc = rf_labels_read(labels, &d->labels, &n, e)) && n != d->x.n)
         rc = rf_err_set(e, RF_EFORMAT, "%s has %d labels but %s has %d rows", labels, n, data, d->x.n);
     if (!rc && subjects && !(rc = rf_labels_read(subjects, &d->subjects, &n, e)) && n != d->x.n)
