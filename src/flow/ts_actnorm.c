@@ -6,17 +6,8 @@
 #include <stdlib.h>
 
 #include "renflow/tsflow.h"
+#include "ts_internal.h"
 
-int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
-cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
-int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-const rf_layer_ops *rf_ts_actnorm_prefix_ops(const rf_layer *l);
-void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
-                        float *cache, float *scratch);
-void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
-                        float *scratch);
-void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T;
@@ -177,26 +168,14 @@ static cJSON *tan_to_json(const rf_layer *l) {
     return rf_ts_json_new("ts_actnorm", l->dim, a->C, a->T);
 }
 
-/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
-#define TS_ACTNORM_OPS(fwd, inv, bwd) \
-    { \
-        .kind = "ts_actnorm", \
-        .cache_floats = tan_none, \
-        .scratch_floats = tan_none, \
-        .init_params = tan_init, \
-        .data_init = tan_data_init, \
-        .forward = fwd, \
-        .inverse = inv, \
-        .backward = bwd, \
-        .to_json = tan_to_json, \
-        .free_impl = free, \
-    }
-static const rf_layer_ops ts_actnorm_ops = TS_ACTNORM_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
-static const rf_layer_ops ts_actnorm_prefix_ops = TS_ACTNORM_OPS(tan_forward_prefix, tan_inverse_prefix, tan_backward_prefix);
-
-const rf_layer_ops *rf_ts_actnorm_prefix_ops(const rf_layer *l) {
-    return l->ops == &ts_actnorm_ops ? &ts_actnorm_prefix_ops : NULL;
-}
+RF_TS_DEFINE_OPS(ts_actnorm_ops, ts_actnorm_prefix_ops, rf_ts_actnorm_prefix_ops, tan_forward_prefix, tan_inverse_prefix, tan_backward_prefix,
+                 .kind = "ts_actnorm",
+                 .cache_floats = tan_none,
+                 .scratch_floats = tan_none,
+                 .init_params = tan_init,
+                 .data_init = tan_data_init,
+                 .to_json = tan_to_json,
+                 .free_impl = free)
 
 rf_layer *rf_ts_actnorm_create(int D, int channels, int length, rf_err *e) {
     if (rf_ts_check_shape("ts_actnorm", D, channels, length, e) != RF_OK) return NULL;

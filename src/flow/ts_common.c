@@ -11,6 +11,7 @@
 #include "../core/json_util.h"
 #include "flow_internal.h"
 #include "renflow/tsflow.h"
+#include "ts_internal.h"
 
 typedef struct {
     int C, T;

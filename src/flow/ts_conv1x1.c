@@ -19,17 +19,8 @@
 #include "../core/json_util.h"
 #include "../nn/conv1d.h"
 #include "renflow/tsflow.h"
+#include "ts_internal.h"
 
-int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
-cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
-int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-const rf_layer_ops *rf_ts_conv1x1_prefix_ops(const rf_layer *l);
-void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
-                        float *cache, float *scratch);
-void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
-                        float *scratch);
-void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T;
@@ -177,25 +168,13 @@ static void c1_free(void *impl) {
     free(m);
 }
 
-/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
-#define TS_CONV1X1_OPS(fwd, inv, bwd) \
-    { \
-        .kind = "ts_conv1x1", \
-        .cache_floats = c1_cache, \
-        .scratch_floats = c1_scratch, \
-        .init_params = c1_init, \
-        .forward = fwd, \
-        .inverse = inv, \
-        .backward = bwd, \
-        .to_json = c1_to_json, \
-        .free_impl = c1_free, \
-    }
-static const rf_layer_ops ts_conv1x1_ops = TS_CONV1X1_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
-static const rf_layer_ops ts_conv1x1_prefix_ops = TS_CONV1X1_OPS(c1_forward_prefix, c1_inverse_prefix, c1_backward_prefix);
-
-const rf_layer_ops *rf_ts_conv1x1_prefix_ops(const rf_layer *l) {
-    return l->ops == &ts_conv1x1_ops ? &ts_conv1x1_prefix_ops : NULL;
-}
+RF_TS_DEFINE_OPS(ts_conv1x1_ops, ts_conv1x1_prefix_ops, rf_ts_conv1x1_prefix_ops, c1_forward_prefix, c1_inverse_prefix, c1_backward_prefix,
+                 .kind = "ts_conv1x1",
+                 .cache_floats = c1_cache,
+                 .scratch_floats = c1_scratch,
+                 .init_params = c1_init,
+                 .to_json = c1_to_json,
+                 .free_impl = c1_free)
 
 static c1_impl *c1_new(int D, int C, int T, rf_err *e) {
     if (rf_ts_check_shape("ts_conv1x1", D, C, T, e) != RF_OK) return NULL;

@@ -28,18 +28,9 @@
 #include "../core/json_util.h"
 #include "../nn/conv1d.h"
 #include "renflow/tsflow.h"
+#include "ts_internal.h"
 #include "xform.h"
 
-int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
-cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
-int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-const rf_layer_ops *rf_ts_coupling_prefix_ops(const rf_layer *l);
-void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
-                        float *cache, float *scratch);
-void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
-                        float *scratch);
-void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T;
@@ -365,25 +356,13 @@ static void tc_free(void *impl) {
     free(c);
 }
 
-/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
-#define TS_COUPLING_OPS(fwd, inv, bwd) \
-    { \
-        .kind = "ts_coupling", \
-        .cache_floats = tc_cache, \
-        .scratch_floats = tc_scratch, \
-        .init_params = tc_init, \
-        .forward = fwd, \
-        .inverse = inv, \
-        .backward = bwd, \
-        .to_json = tc_to_json, \
-        .free_impl = tc_free, \
-    }
-static const rf_layer_ops ts_coupling_ops = TS_COUPLING_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
-static const rf_layer_ops ts_coupling_prefix_ops = TS_COUPLING_OPS(tc_forward_prefix, tc_inverse_prefix, tc_backward_prefix);
-
-const rf_layer_ops *rf_ts_coupling_prefix_ops(const rf_layer *l) {
-    return l->ops == &ts_coupling_ops ? &ts_coupling_prefix_ops : NULL;
-}
+RF_TS_DEFINE_OPS(ts_coupling_ops, ts_coupling_prefix_ops, rf_ts_coupling_prefix_ops, tc_forward_prefix, tc_inverse_prefix, tc_backward_prefix,
+                 .kind = "ts_coupling",
+                 .cache_floats = tc_cache,
+                 .scratch_floats = tc_scratch,
+                 .init_params = tc_init,
+                 .to_json = tc_to_json,
+                 .free_impl = tc_free)
 
 static rf_layer *tc_create(int D, int C, int T, const rf_conv1d_cfg *cond, const rf_xform *xf,
                            rf_err *e) {

@@ -9,17 +9,8 @@
 #include <stdlib.h>
 
 #include "renflow/tsflow.h"
+#include "ts_internal.h"
 
-int rf_ts_check_shape(const char *who, int D, int C, int T, rf_err *e);
-cJSON *rf_ts_json_new(const char *kind, int D, int C, int T);
-int rf_ts_shape_from_json(const cJSON *j, const char *who, int D, int *C, int *T, rf_err *e);
-const rf_layer_ops *rf_ts_squeeze_prefix_ops(const rf_layer *l);
-void rf_ts_forward_tail(const rf_layer *l, const float *p, int n, const float *x, float *y, float *logdet,
-                        float *cache, float *scratch);
-void rf_ts_inverse_tail(const rf_layer *l, const float *p, int n, const float *y, float *x, float *logdet,
-                        float *scratch);
-void rf_ts_backward_tail(const rf_layer *l, const float *p, int n, const float *x, const float *dy,
-                         const float *dlogdet, float *dx, float *dp, const float *cache, float *scratch);
 
 typedef struct {
     int C, T; /* input shape (T even) */
@@ -110,24 +101,12 @@ static cJSON *sq_to_json(const rf_layer *l) {
     return rf_ts_json_new("ts_squeeze", l->dim, q->C, q->T);
 }
 
-/* The layer ops (the prefix and the tail-copying versions differ only in these three). */
-#define TS_SQUEEZE_OPS(fwd, inv, bwd) \
-    { \
-        .kind = "ts_squeeze", \
-        .cache_floats = sq_none, \
-        .scratch_floats = sq_none, \
-        .forward = fwd, \
-        .inverse = inv, \
-        .backward = bwd, \
-        .to_json = sq_to_json, \
-        .free_impl = free, \
-    }
-static const rf_layer_ops squeeze_ops = TS_SQUEEZE_OPS(rf_ts_forward_tail, rf_ts_inverse_tail, rf_ts_backward_tail);
-static const rf_layer_ops squeeze_prefix_ops = TS_SQUEEZE_OPS(sq_forward_prefix, sq_inverse_prefix, sq_backward_prefix);
-
-const rf_layer_ops *rf_ts_squeeze_prefix_ops(const rf_layer *l) {
-    return l->ops == &squeeze_ops ? &squeeze_prefix_ops : NULL;
-}
+RF_TS_DEFINE_OPS(squeeze_ops, squeeze_prefix_ops, rf_ts_squeeze_prefix_ops, sq_forward_prefix, sq_inverse_prefix, sq_backward_prefix,
+                 .kind = "ts_squeeze",
+                 .cache_floats = sq_none,
+                 .scratch_floats = sq_none,
+                 .to_json = sq_to_json,
+                 .free_impl = free)
 
 rf_layer *rf_ts_squeeze_create(int D, int channels, int length, rf_err *e) {
     if (rf_ts_check_shape("ts_squeeze", D, channels, length, e) != RF_OK) return NULL;
