@@ -254,7 +254,7 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
             add_posteriors(ts, test.x.n, C, cfg->log_pool, tacc);
             if (cfg->hmm) add_posteriors(vs, va.x.n, C, cfg->log_pool, vacc);
         }
-        if (model) {
+        if (model && cfg->n_views == 0) { /* views: members model different variables */
             /* the ensemble's density is the members' equal mixture: log mean_m p_m(x) */
             if ((rc = member_log_px(model, mtest, lp, e))) goto done;
             for (size_t i = 0; i < nt; i++) {
@@ -269,7 +269,7 @@ static int run_fold(const rf_dataset *d, const int *fold_of, int f, const rf_flo
         dm = NULL;
     }
     out->seconds = rf_now() - t0;
-    if (!cfg->disc && cfg->n_views == 0 && nt > 0) { /* views: members model different variables */
+    if (!cfg->disc && cfg->n_views == 0 && nt > 0) {
         double s = 0;
         for (size_t i = 0; i < nt; i++) s += lpx[i] - log((double)K);
         out->test_nll = -s / (double)nt;
