@@ -2,7 +2,8 @@
  * activation / residual, channel-major output option) against a plain reference in double: the
  * unblocked im2col network forward and its analytic backward, written out loop by loop. Kernels
  * 1..7, dilations 1..3, odd channel counts and lengths, batches that end in a partial block, a
- * sequence longer than a block, both output layouts, dparams accumulation (+=) and dx == NULL.
+ * sequence longer than a block, both output layouts, dparams accumulation (+=) and dx == NULL;
+ * the Winograd layers (kernels 3 and 5) inside the grid network and on their own.
  * Then the time-series coupling layer's vectorised affine path (channel-major theta, kept
  * tanh / exp for the backward), with and without the soft clamp, and the spline path: round trip,
  * log-det of forward and inverse, and the backward against finite differences. */
@@ -436,6 +437,116 @@ static void check_pointwise(int n, int O, int C, int T) {
     rf_free(scr);
 }
 
+/* Winograd F(4, K) layers (src/nn/conv1d_wino.c) on their own, on input buffers that hold exactly
+ * the readable positions [-half, J + half) of each row (a read outside shows under ASan): the
+ * forward and the transposed (input-gradient) packing against a correlation in double, every
+ * epilogue, the weight gradient (dW +=, with dz rows of exactly J floats), lengths that end in a partial vector group or chunk, and nothing written at or past J.
+ * (The grid tests above run the same layers inside the network for kernels 3 and 5 at dilation 1.) */
+static void test_conv1d_winograd(void **s) {
+    (void)s;
+    if (!rf_conv1d_wino_ok(5, 1) || !rf_conv1d_wino_ok(3, 1)) {
+        printf("Winograd layers need AVX-512; this CPU runs the direct kernels only: skipped\n");
+        return;
+    }
+    assert_false(rf_conv1d_wino_ok(5, 2));
+    assert_false(rf_conv1d_wino_ok(7, 1));
+    const int shapes[4][2] = {{7, 5}, {38, 19}, {1, 1}, {13, 38}};
+    const size_t Js[6] = {16, 48, 64, 112, 528, 1040};
+    double worst = 0, worst_dw = 0;
+    int runs = 0, epis[5] = {0};
+    for (int K = 3; K <= 5; K += 2)
+        for (int q = 0; q < 4; q++)
+            for (int ji = 0; ji < 6; ji++)
+                for (int tr = 0; tr < 2; tr++) {
+                    const int OL = shapes[q][0], CL = shapes[q][1], half = (K - 1) / 2;
+                    const int Co = tr ? CL : OL, Ci = tr ? OL : CL, epi = (ji + tr + q + K) % 5;
+                    const size_t J = Js[ji], ldx = J + 2 * (size_t)half, ldz = J + 16;
+                    float *W = rf_floats((size_t)OL * K * CL, NULL), *b = rf_floats((size_t)Co, NULL);
+                    float *xb = malloc(sizeof(float) * (size_t)Ci * ldx); /* exactly the readable floats */
+                    float *z = rf_floats((size_t)Co * ldz, NULL), *e1 = rf_floats((size_t)Co * ldz, NULL);
+                    float *e2 = rf_floats((size_t)Co * ldz, NULL), *z0 = rf_floats((size_t)Co * ldz, NULL);
+                    float *up = rf_floats(rf_conv1d_wino_pack_floats(OL, CL, K), NULL);
+                    const int cm = Co > Ci ? Co : Ci;
+                    float *work = rf_floats(rf_conv1d_wino_work_floats(cm, K), NULL);
+                    assert_non_null(xb);
+                    randn(W, (size_t)OL * K * CL, 0.3f, 11 + (uint64_t)runs);
+                    randn(b, (size_t)Co, 0.5f, 12 + (uint64_t)runs);
+                    randn(xb, (size_t)Ci * ldx, 1.0f, 13 + (uint64_t)runs);
+                    randn(z0, (size_t)Co * ldz, 1.0f, 14 + (uint64_t)runs);
+                    randn(e1, (size_t)Co * ldz, 1.0f, 15 + (uint64_t)runs);
+                    const float nan = NAN;
+                    for (size_t i = 0; i < (size_t)Co * ldz; i++) {
+                        z[i] = epi == 1 ? z0[i] : nan;
+                        e2[i] = nan;
+                    }
+                    const float *x = xb + half;
+                    rf_conv1d_wino_pack(OL, CL, K, W, tr, up, work);
+                    rf_conv1d_epi ep = {0};
+                    if (epi == 0 || epi == 2 || epi == 3) ep.b = b;
+                    if (epi == 1) ep.accumulate = 1;
+                    if (epi == 2 || epi == 3) ep.epi = RF_CONV1D_EPI_RELU, ep.e1 = epi == 2 ? e1 : NULL, ep.e2 = e2;
+                    if (epi == 4) ep.epi = RF_CONV1D_EPI_DRELU, ep.e1 = e1, ep.e2 = e2;
+                    rf_conv1d_wino_conv(Co, Ci, K, up, x, ldx, &ep, z, ldz, J, work);
+                    double err = 0, err2 = 0, scale = 1;
+                    for (int o = 0; o < Co; o++)
+                        for (size_t p = 0; p < J; p++) {
+                            double r = ep.b ? b[o] : epi == 1 ? z0[(size_t)o * ldz + p] : 0;
+                            for (int c = 0; c < Ci; c++)
+                                for (int k = 0; k < K; k++) {
+                                    const double w = tr ? W[(size_t)c * K * CL + (size_t)(K - 1 - k) * CL + (size_t)o]
+                                                        : W[(size_t)o * K * CL + (size_t)k * CL + (size_t)c];
+                                    r += w * x[(size_t)c * ldx + p + (size_t)k - (size_t)half];
+                                }
+                            const size_t at = (size_t)o * ldz + p;
+                            scale = fmax(scale, fabs(r));
+                            err = fmax(err, fabs(z[at] - r));
+                            if (epi == 2 || epi == 3) err2 = fmax(err2, fabs(e2[at] - ((r > 0 ? r : 0) + (epi == 2 ? e1[at] : 0))));
+                            if (epi == 4) err2 = fmax(err2, fabs(e2[at] - (e1[at] > 0 ? z[at] : 0)));
+                            if (epi < 2) assert_true(isnan(e2[at]));
+                        }
+                    for (int o = 0; o < Co; o++)
+                        for (size_t p = J; p < ldz; p++) {
+                            const size_t at = (size_t)o * ldz + p;
+                            assert_true(epi == 1 ? z[at] == z0[at] : isnan(z[at]));
+                            assert_true(isnan(e2[at]));
+                        }
+                    if (!tr) { /* the weight gradient of the same layer, dz with rows of exactly J floats */
+                        float *dz = malloc(sizeof(float) * (size_t)Co * J), *dW = rf_floats((size_t)OL * K * CL, NULL);
+                        assert_non_null(dz);
+                        randn(dz, (size_t)Co * J, 1.0f, 16 + (uint64_t)runs);
+                        randn(dW, (size_t)OL * K * CL, 1.0f, 17 + (uint64_t)runs);
+                        double *ref = malloc(sizeof(double) * (size_t)OL * K * CL);
+                        assert_non_null(ref);
+                        for (int o = 0; o < OL; o++)
+                            for (int k = 0; k < K; k++)
+                                for (int c = 0; c < CL; c++) {
+                                    double r = 0;
+                                    for (size_t p = 0; p < J; p++)
+                                        r += (double)dz[(size_t)o * J + p] * x[(size_t)c * ldx + p + (size_t)k - (size_t)half];
+                                    ref[((size_t)o * K + k) * CL + c] = r + dW[((size_t)o * K + k) * CL + c];
+                                }
+                        rf_conv1d_wino_dw(OL, CL, K, dz, J, x, ldx, J, dW, work);
+                        double ew = 0, sw = 1;
+                        for (size_t i = 0; i < (size_t)OL * K * CL; i++) {
+                            ew = fmax(ew, fabs(dW[i] - ref[i]));
+                            sw = fmax(sw, fabs(ref[i]));
+                        }
+                        worst_dw = fmax(worst_dw, ew / sw);
+                        assert_true(ew / sw < 2e-5);
+                        free(dz), free(ref), rf_free(dW);
+                    }
+                    worst = fmax(worst, fmax(err, err2) / scale);
+                    assert_true(err / scale < 1e-5);
+                    assert_true(err2 / scale < 1e-5);
+                    epis[epi]++;
+                    runs++;
+                    rf_free(W), rf_free(b), free(xb), rf_free(z), rf_free(e1), rf_free(e2), rf_free(z0), rf_free(up), rf_free(work);
+                }
+    for (int i = 0; i < 5; i++) assert_true(epis[i] > 0);
+    printf("[winograd F(4,3) and F(4,5)] %d layers (forward and transposed, 5 epilogues): max error %.1e of max |z|; "
+           "weight gradients: max error %.1e of max |dW|\n", runs, worst, worst_dw);
+}
+
 static void test_conv1d_pointwise(void **s) {
     (void)s;
     assert_false(rf_conv1d_pointwise_ok(8));
@@ -638,6 +749,7 @@ int main(void) {
         cmocka_unit_test(test_conv1d_layouts),
         cmocka_unit_test(test_conv1d_grid_kernels),
         cmocka_unit_test(test_conv1d_grid_shapes),
+        cmocka_unit_test(test_conv1d_winograd),
         cmocka_unit_test(test_conv1d_pointwise),
         cmocka_unit_test(test_ts_coupling_paths),
         cmocka_unit_test(test_ts_conv1x1_pointwise),

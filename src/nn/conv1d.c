@@ -27,8 +27,11 @@
  *
  * The second half of the file is another implementation of the same network on the padded
  * channel-major "grid" layout (conv1d.h), with direct convolution kernels instead of im2col +
- * GEMM; the affine time-series coupling uses it. The pointwise (1x1) kernels at the very end
- * serve the 1x1 convolution over channels (src/flow/ts_conv1x1.c). */
+ * GEMM; the affine time-series coupling uses it. Kernels 3 and 5 at dilation 1 run there by
+ * Winograd F(4, K) on CPUs with AVX-512 (conv1d_wino.c: 2.5x fewer multiplications with kernel 5;
+ * its matrix products use this file's tiles through rf_conv1d_grid_matmul / _matmul_dw). The
+ * pointwise (1x1) kernels at the very end serve the 1x1 convolution over channels
+ * (src/flow/ts_conv1x1.c). */
 /* The grid path's kernels rely on a * b + c becoming one fused multiply-add (on CPUs that have
  * it); the rest of the file has additions and copies only, which this does not touch. */
 #pragma GCC optimize("fp-contract=fast")
@@ -426,12 +429,25 @@ void rf_conv1d_grid_clear(const rf_conv1d_grid *g, int C, float *buf) {
         grid_zero_block(g, grid_block_seqs(g, b), C, buf + (size_t)b * C * g->row);
 }
 
-/* Floats of all layers' packed weights (the same count for the transposed packing). */
+/* Whether the layers run by Winograd (conv1d_wino.c) rather than the direct tiles. */
+static int grid_wino(const rf_conv1d_cfg *c) { return rf_conv1d_wino_ok(c->kernel, c->dilation); }
+
+/* Floats of one layer's packed weights (the same count for the transposed packing). */
+static size_t grid_pack_layer_floats(const rf_conv1d_cfg *c, const conv_layer *L) {
+    return grid_wino(c) ? rf_conv1d_wino_pack_floats(L->out, L->in, c->kernel)
+                        : round16((size_t)L->out * c->kernel * L->in);
+}
+
+/* Floats of all layers' packed weights, plus the Winograd work buffers when those are used. */
 static size_t grid_pack_floats(const rf_conv1d_cfg *c) {
     size_t t = 0;
     for (int l = 0; l <= c->n_hidden; l++) {
         const conv_layer L = layer_at(c, l);
-        t += round16((size_t)L.out * c->kernel * L.in);
+        t += grid_pack_layer_floats(c, &L);
+    }
+    if (grid_wino(c)) {
+        const int cm = c->c_in > c->c_out ? c->c_in : c->c_out;
+        t += rf_conv1d_wino_work_floats(cm > c->hidden ? cm : c->hidden, c->kernel);
     }
     return t;
 }
@@ -469,17 +485,11 @@ static void grid_pack(int O, int C, int K, const float *W, int transposed, float
     }
 }
 
-/* What a layer does with its tiles besides the convolution: init from the bias b (or, without
- * b, from z itself when accumulate, else 0); with RELU also h = relu(z) (+ res when given),
- * with DRELU g = (pre > 0 ? z : 0) (the ReLU's backward); e1 = res or pre, e2 = h or g, with
- * z's row stride and positions. */
-enum { GRID_EPI_NONE, GRID_EPI_RELU, GRID_EPI_DRELU };
-typedef struct {
-    const float *b;
-    int accumulate, epi;
-    const float *e1;
-    float *e2;
-} grid_epi;
+/* What a layer does with its tiles besides the convolution: rf_conv1d_epi (conv1d.h). */
+typedef rf_conv1d_epi grid_epi;
+#define GRID_EPI_NONE RF_CONV1D_EPI_NONE
+#define GRID_EPI_RELU RF_CONV1D_EPI_RELU
+#define GRID_EPI_DRELU RF_CONV1D_EPI_DRELU
 
 /* One register tile at positions [j, j + 16 V) of rows [o0, o0 + R): z[r][.] = init + sum over
  * input channels c < C and taps k < K of w[(c K + k) R + r] x[c][. + k d], x already shifted by
@@ -677,26 +687,62 @@ static int grid_wide(void) {
 }
 
 /* Every layer's packed weights (transposed = 1: for the input gradient) from w on; wl[l] is layer
- * l's. Returns the end of the packed weights. */
-static float *grid_pack_all(const rf_conv1d_cfg *c, const float *p, int transposed, float *w, float **wl) {
+ * l's. With Winograd, *work is set to its work buffers (after the weights), else to NULL. Returns
+ * the end of what it took of w. */
+static float *grid_pack_all(const rf_conv1d_cfg *c, const float *p, int transposed, float *w, float **wl,
+                            float **work) {
+    size_t t = 0;
+    for (int l = 0; l <= c->n_hidden; l++) {
+        const conv_layer L = layer_at(c, l);
+        t += grid_pack_layer_floats(c, &L);
+    }
+    *work = grid_wino(c) ? w + t : NULL;
     for (int l = 0; l <= c->n_hidden; l++) {
         const conv_layer L = layer_at(c, l);
         wl[l] = w;
-        grid_pack(L.out, L.in, c->kernel, p + L.w, transposed, w);
-        w += round16((size_t)L.out * c->kernel * L.in);
+        if (*work) rf_conv1d_wino_pack(L.out, L.in, c->kernel, p + L.w, transposed, w, *work);
+        else grid_pack(L.out, L.in, c->kernel, p + L.w, transposed, w);
+        w += grid_pack_layer_floats(c, &L);
     }
-    return w;
+    return w + (size_t)(grid_pack_floats(c) - t);
+}
+
+/* One layer: z (O rows) = conv of x (C rows) with the packed weights wp, then ep; by Winograd when
+ * work is set (grid_pack_all). */
+static void grid_layer(const rf_conv1d_cfg *c, int O, int C, const float *x, size_t ldx, const float *wp,
+                       const grid_epi *ep, float *z, size_t ldz, size_t J, int wide, float *work) {
+    if (work) rf_conv1d_wino_conv(O, C, c->kernel, wp, x, ldx, ep, z, ldz, J, work);
+    else grid_conv(O, C, c->kernel, (c->kernel - 1) / 2, c->dilation, x, ldx, wp, ep, z, ldz, J, wide);
+}
+
+/* One layer's weight gradient (dW += ...), by Winograd when work is set. */
+static void grid_layer_dw(const rf_conv1d_cfg *c, int O, int C, const float *dz, const float *x, size_t ld,
+                          size_t J, float *dW, int wide, float *work) {
+    if (work) rf_conv1d_wino_dw(O, C, c->kernel, dz, ld, x, ld, J, dW, work);
+    else grid_dw(O, C, c->kernel, (c->kernel - 1) / 2, c->dilation, dz, x, ld, J, dW, wide);
+}
+
+void rf_conv1d_grid_pack1(int O, int C, const float *W, float *wp) { grid_pack(O, C, 1, W, 0, wp); }
+
+void rf_conv1d_grid_matmul(int O, int C, const float *wp, const float *x, size_t ldx, float *z, size_t ldz,
+                           size_t J) {
+    const grid_epi ep = {0};
+    grid_conv(O, C, 1, 0, 1, x, ldx, wp, &ep, z, ldz, J, grid_wide());
+}
+
+void rf_conv1d_grid_matmul_dw(int O, int C, const float *dz, const float *x, size_t ld, size_t J, float *dW) {
+    grid_dw(O, C, 1, 0, 1, dz, x, ld, J, dW, grid_wide());
 }
 
 void rf_conv1d_grid_forward(const rf_conv1d *m, const float *p, int n, const float *x, float *out,
                             float *cache, float *scratch) {
     const rf_conv1d_cfg *c = &m->cfg;
     const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
-    const int H = c->hidden, K = c->kernel, half = (K - 1) / 2, d = c->dilation, wide = grid_wide();
+    const int H = c->hidden, wide = grid_wide();
     const size_t row = g.row, nh = rf_conv1d_grid_floats(&g, H);
     /* every layer's packed weights */
-    float *wp[65];
-    grid_pack_all(c, p, 0, scratch, wp);
+    float *wp[65], *work;
+    grid_pack_all(c, p, 0, scratch, wp, &work);
     for (int b = 0; b < g.blocks; b++) {
         const int ns = grid_block_seqs(&g, b);
         const size_t used = grid_used(&g, ns), J = round16(used), f = (size_t)g.front;
@@ -705,18 +751,18 @@ void rf_conv1d_grid_forward(const rf_conv1d *m, const float *p, int n, const flo
             const conv_layer L = layer_at(c, l);
             if (l == c->n_hidden) {
                 const grid_epi ep = {.b = p + L.b};
-                grid_conv(L.out, L.in, K, half, d, in + f, row, wp[l], &ep,
-                          out + (size_t)b * L.out * row + f, row, J, wide);
+                grid_layer(c, L.out, L.in, in + f, row, wp[l], &ep, out + (size_t)b * L.out * row + f, row, J,
+                           wide, work);
                 break;
             }
             float *z = cache + 2 * (size_t)l * nh + (size_t)b * H * row, *h = z + nh;
             const float *res = c->residual && l > 0 ? in + f : NULL;
             if (c->act == RF_ACT_RELU) {
                 const grid_epi ep = {.b = p + L.b, .epi = GRID_EPI_RELU, .e1 = res, .e2 = h + f};
-                grid_conv(L.out, L.in, K, half, d, in + f, row, wp[l], &ep, z + f, row, J, wide);
+                grid_layer(c, L.out, L.in, in + f, row, wp[l], &ep, z + f, row, J, wide, work);
             } else {
                 const grid_epi ep = {.b = p + L.b};
-                grid_conv(L.out, L.in, K, half, d, in + f, row, wp[l], &ep, z + f, row, J, wide);
+                grid_layer(c, L.out, L.in, in + f, row, wp[l], &ep, z + f, row, J, wide, work);
                 for (int o = 0; o < H; o++) {
                     const size_t off = (size_t)o * row + f;
                     rf_act_forward(c->act, J, z + off, h + off);
@@ -734,10 +780,10 @@ void rf_conv1d_grid_backward(const rf_conv1d *m, const float *p, int n, const fl
                              float *scratch) {
     const rf_conv1d_cfg *c = &m->cfg;
     const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
-    const int H = c->hidden, K = c->kernel, half = (K - 1) / 2, d = c->dilation, wide = grid_wide();
+    const int H = c->hidden, wide = grid_wide();
     const size_t row = g.row, nh = rf_conv1d_grid_floats(&g, H);
-    float *wt[65];
-    float *w = grid_pack_all(c, p, 1, scratch, wt);
+    float *wt[65], *work;
+    float *w = grid_pack_all(c, p, 1, scratch, wt, &work);
     float *dh = w, *dz0 = dh + (size_t)H * row, *dz1 = dz0 + (size_t)H * row;
     for (int b = 0; b < g.blocks; b++) {
         const int ns = grid_block_seqs(&g, b);
@@ -748,14 +794,14 @@ void rf_conv1d_grid_backward(const rf_conv1d *m, const float *p, int n, const fl
         const conv_layer last = layer_at(c, c->n_hidden);
         const float *hl = cache + (2 * (size_t)c->n_hidden - 1) * nh + bh;
         const float *go = dout + (size_t)b * last.out * row;
-        grid_dw(last.out, last.in, K, half, d, go + f, hl + f, row, J, dp + last.w, wide);
+        grid_layer_dw(c, last.out, last.in, go + f, hl + f, row, J, dp + last.w, wide, work);
         grid_db(last.out, go + f, row, J, dp + last.b);
         /* dh = dL/dh_{L-1}; with ReLU, dz = dL/dz_{L-1} comes out of the same tiles */
         const int relu = c->act == RF_ACT_RELU;
         {
             const float *zl = cache + 2 * (size_t)(c->n_hidden - 1) * nh + bh;
             const grid_epi ep = {.epi = relu ? GRID_EPI_DRELU : GRID_EPI_NONE, .e1 = zl + f, .e2 = dz + f};
-            grid_conv(last.in, last.out, K, half, d, go + f, row, wt[c->n_hidden], &ep, dh + f, row, J, wide);
+            grid_layer(c, last.in, last.out, go + f, row, wt[c->n_hidden], &ep, dh + f, row, J, wide, work);
         }
         for (int l = c->n_hidden - 1; l >= 0; l--) {
             const conv_layer L = layer_at(c, l);
@@ -767,14 +813,14 @@ void rf_conv1d_grid_backward(const rf_conv1d *m, const float *p, int n, const fl
                 }
             grid_zero_block(&g, ns, H, dz);
             const float *in = l > 0 ? z - nh : x + (size_t)b * c->c_in * row; /* h_{l-1} sits just before z_l */
-            grid_dw(L.out, L.in, K, half, d, dz + f, in + f, row, J, dp + L.w, wide);
+            grid_layer_dw(c, L.out, L.in, dz + f, in + f, row, J, dp + L.w, wide, work);
             grid_db(L.out, dz + f, row, J, dp + L.b);
             if (l > 0) {
                 /* dh_{l-1} = conv^T(dz_l) (+ dh_l through the residual); with ReLU the same tiles
                  * give dz_{l-1} into dz2, which then becomes dz */
                 const grid_epi ep = {.accumulate = c->residual, .epi = relu ? GRID_EPI_DRELU : GRID_EPI_NONE,
                                      .e1 = z - 2 * nh + f, .e2 = dz2 + f};
-                grid_conv(L.in, L.out, K, half, d, dz + f, row, wt[l], &ep, dh + f, row, J, wide);
+                grid_layer(c, L.in, L.out, dz + f, row, wt[l], &ep, dh + f, row, J, wide, work);
                 if (relu) {
                     float *t = dz;
                     dz = dz2;
@@ -782,8 +828,8 @@ void rf_conv1d_grid_backward(const rf_conv1d *m, const float *p, int n, const fl
                 }
             } else if (dx) {
                 const grid_epi ep = {0};
-                grid_conv(L.in, L.out, K, half, d, dz + f, row, wt[0], &ep,
-                          dx + (size_t)b * c->c_in * row + f, row, J, wide);
+                grid_layer(c, L.in, L.out, dz + f, row, wt[0], &ep, dx + (size_t)b * c->c_in * row + f, row, J,
+                           wide, work);
             }
         }
     }

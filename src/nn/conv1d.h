@@ -77,4 +77,55 @@ RF_CONV1D_INTERNAL void rf_conv1d_pointwise(int n, int O, int C, int T, const fl
 RF_CONV1D_INTERNAL void rf_conv1d_pointwise_dw(int n, int O, int C, int T, const float *dy,
                                                const float *x, size_t ldr, float *dW);
 
+/* What a grid convolution does with its outputs z besides the convolution: init from the bias b
+ * (or, without b, from z itself when accumulate, else 0); with RELU also e2 = relu(z) (+ e1, the
+ * residual, when given), with DRELU e2 = (e1 > 0 ? z : 0) (the ReLU's backward, e1 the
+ * pre-activation). e1 and e2 share z's layout (row stride and positions). */
+enum { RF_CONV1D_EPI_NONE, RF_CONV1D_EPI_RELU, RF_CONV1D_EPI_DRELU };
+typedef struct {
+    const float *b;
+    int accumulate, epi;
+    const float *e1;
+    float *e2;
+} rf_conv1d_epi;
+
+/* z (O rows, ldz apart; positions [0, J), J a multiple of 16) = W x for x (C rows, ldx apart),
+ * with W (O x C, row-major) packed by rf_conv1d_grid_pack1 (round16(O * C) floats); no epilogue. */
+RF_CONV1D_INTERNAL void rf_conv1d_grid_pack1(int O, int C, const float *W, float *wp);
+RF_CONV1D_INTERNAL void rf_conv1d_grid_matmul(int O, int C, const float *wp, const float *x,
+                                              size_t ldx, float *z, size_t ldz, size_t J);
+/* dW (O x C, row-major) += dz x^T over positions [0, J) (J a multiple of 16) of dz (O rows) and x
+ * (C rows), both with rows ld apart. */
+RF_CONV1D_INTERNAL void rf_conv1d_grid_matmul_dw(int O, int C, const float *dz, const float *x,
+                                                 size_t ld, size_t J, float *dW);
+
+/* Winograd F(4, K) minimal filtering for a layer of the grid network (src/nn/conv1d_wino.c), used
+ * for kernel 3 and 5 at dilation 1 on CPUs with AVX-512 (rf_conv1d_wino_ok). A tile of 4 outputs
+ * of one channel pair costs K + 3 multiplications instead of 4 K: with kernel 5, 8 instead of 20
+ * (the transforms around the products add about a fifth of that back). */
+RF_CONV1D_INTERNAL int rf_conv1d_wino_ok(int kernel, int dilation);
+/* Floats of one layer's transformed weights (O outputs, C inputs), and of the work buffers of a
+ * layer with at most cmax channels on either side. */
+RF_CONV1D_INTERNAL size_t rf_conv1d_wino_pack_floats(int O, int C, int K);
+RF_CONV1D_INTERNAL size_t rf_conv1d_wino_work_floats(int cmax, int K);
+/* Transforms W (O x K x C, the layer's weights, O x K*C row-major) for rf_conv1d_wino_conv; with
+ * transposed the packed layer maps O channels to C with the taps reversed (the input gradient).
+ * tmp: round16(O * C) floats. */
+RF_CONV1D_INTERNAL void rf_conv1d_wino_pack(int O, int C, int K, const float *W, int transposed,
+                                            float *up, float *tmp);
+/* z (O rows) = the 'same' correlation of x (C rows, ldx apart, zeros at the grid's padding
+ * positions, readable from -(K-1)/2 to J + (K-1)/2 - 1) with the packed weights, at positions
+ * [0, J) (J a multiple of 16), then the epilogue. O and C are the packed layer's output and input
+ * channels. work: rf_conv1d_wino_work_floats. */
+RF_CONV1D_INTERNAL void rf_conv1d_wino_conv(int O, int C, int K, const float *up, const float *x,
+                                            size_t ldx, const rf_conv1d_epi *ep, float *z,
+                                            size_t ldz, size_t J, float *work);
+/* The weight gradient of such a layer (O outputs, C inputs, weights O x K x C):
+ * dW[o][k][c] += sum over positions p < J of dz[o][p] x[c][p + k - (K-1)/2], with dz's rows (ldz
+ * apart) readable on [0, J) and x's as above; summed in the Winograd domain (the transposed
+ * transforms) and mapped to the K taps once per call. */
+RF_CONV1D_INTERNAL void rf_conv1d_wino_dw(int O, int C, int K, const float *dz, size_t ldz,
+                                          const float *x, size_t ldx, size_t J, float *dW,
+                                          float *work);
+
 #endif
