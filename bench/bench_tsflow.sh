@@ -122,9 +122,8 @@ for ds in $DATASETS; do
     [ -f "$DATA/$ds-train-nolabels/windows.npy" ] && [ -f "$DATA/$ds-val/windows.npy" ] && continue
     "$PYTHON" - "$DATA/$ds" "$DATA/$ds-train" "$DATA/$ds-val" "$SEED" <<'EOF'
 # seeded subject hold-out: 10% of the subjects (at least 1) -> validation; prepared-directory layout.
-# TRAIN-nolabels: the training windows without labels.npy, for the density task (renflow train
-# --data DIR --val V on a directory with labels.npy crashes without --task classify; see
-# bench/TSFLOW_RESULTS.md)
+# TRAIN-nolabels: the training windows without labels.npy, for the density task (both
+# implementations then train the unconditional model on exactly the same rows)
 import json, os, shutil, sys
 import numpy as np
 src, tr, va, seed = sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4])
