@@ -438,19 +438,25 @@ static size_t grid_pack_layer_floats(const rf_conv1d_cfg *c, const conv_layer *L
                         : round16((size_t)L->out * c->kernel * L->in);
 }
 
-/* Floats of all layers' packed weights, plus the Winograd work buffers when those are used. */
-static size_t grid_pack_floats(const rf_conv1d_cfg *c) {
+/* Floats of all layers' packed weights. */
+static size_t grid_weights_floats(const rf_conv1d_cfg *c) {
     size_t t = 0;
     for (int l = 0; l <= c->n_hidden; l++) {
         const conv_layer L = layer_at(c, l);
         t += grid_pack_layer_floats(c, &L);
     }
-    if (grid_wino(c)) {
-        const int cm = c->c_in > c->c_out ? c->c_in : c->c_out;
-        t += rf_conv1d_wino_work_floats(cm > c->hidden ? cm : c->hidden, c->kernel);
-    }
     return t;
 }
+
+/* Floats of the Winograd work buffers (0 with the direct tiles). */
+static size_t grid_work_floats(const rf_conv1d_cfg *c) {
+    if (!grid_wino(c)) return 0;
+    const int cm = c->c_in > c->c_out ? c->c_in : c->c_out;
+    return rf_conv1d_wino_work_floats(cm > c->hidden ? cm : c->hidden, c->kernel);
+}
+
+/* Floats of all layers' packed weights plus the work buffers. */
+static size_t grid_pack_floats(const rf_conv1d_cfg *c) { return grid_weights_floats(c) + grid_work_floats(c); }
 
 size_t rf_conv1d_grid_cache_floats(const rf_conv1d *m, int n) {
     const rf_conv1d_grid g = rf_conv1d_grid_of(m, n);
@@ -691,12 +697,7 @@ static int grid_wide(void) {
  * the end of what it took of w. */
 static float *grid_pack_all(const rf_conv1d_cfg *c, const float *p, int transposed, float *w, float **wl,
                             float **work) {
-    size_t t = 0;
-    for (int l = 0; l <= c->n_hidden; l++) {
-        const conv_layer L = layer_at(c, l);
-        t += grid_pack_layer_floats(c, &L);
-    }
-    *work = grid_wino(c) ? w + t : NULL;
+    *work = grid_wino(c) ? w + grid_weights_floats(c) : NULL;
     for (int l = 0; l <= c->n_hidden; l++) {
         const conv_layer L = layer_at(c, l);
         wl[l] = w;
@@ -704,7 +705,7 @@ static float *grid_pack_all(const rf_conv1d_cfg *c, const float *p, int transpos
         else grid_pack(L.out, L.in, c->kernel, p + L.w, transposed, w);
         w += grid_pack_layer_floats(c, &L);
     }
-    return w + (size_t)(grid_pack_floats(c) - t);
+    return w + grid_work_floats(c);
 }
 
 /* One layer: z (O rows) = conv of x (C rows) with the packed weights wp, then ep; by Winograd when
